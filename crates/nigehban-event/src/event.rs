@@ -1,0 +1,221 @@
+use std::sync::Arc;
+
+use crate::value::Value;
+
+/// Where events came from: a file (or stream) and what is known about its origin.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Source {
+    /// The file path or stream name, as given by the caller.
+    pub name: String,
+    /// The organisation that owns the data, when known (live ingest sets it; `hunt` may use
+    /// the top folder).
+    pub organisation: Option<String>,
+}
+
+impl Source {
+    pub fn file(name: impl Into<String>) -> Arc<Source> {
+        Arc::new(Source { name: name.into(), organisation: None })
+    }
+}
+
+/// Where in its source an event was found, for evidence and for error messages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Position {
+    /// 1-based line of a text or NDJSON file.
+    Line(u64),
+    /// Byte offset in the source.
+    Offset(u64),
+    /// An EVTX record: its record id and the byte offset of its chunk.
+    EvtxRecord { record_id: u64, chunk_offset: u64 },
+}
+
+impl std::fmt::Display for Position {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Position::Line(n) => write!(f, "line {n}"),
+            Position::Offset(o) => write!(f, "offset {o}"),
+            Position::EvtxRecord { record_id, chunk_offset } => {
+                write!(f, "record {record_id} (chunk at offset {chunk_offset})")
+            }
+        }
+    }
+}
+
+/// The kind of system an event comes from, as Sigma's `logsource.product` names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Product {
+    Windows,
+    Linux,
+    Zeek,
+    /// Anything else (generic JSON, web logs, cloud audit logs …).
+    Other,
+}
+
+impl Product {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Product::Windows => "windows",
+            Product::Linux => "linux",
+            Product::Zeek => "zeek",
+            Product::Other => "other",
+        }
+    }
+}
+
+/// One named field of an event. Names are those Sigma rules use (`CommandLine`, `EventID`,
+/// `Channel`), or dotted JSON paths (`winlog.event_data.CommandLine`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Field {
+    pub name: Box<str>,
+    pub value: Value,
+}
+
+/// A normalized event.
+#[derive(Clone, Debug)]
+pub struct Event {
+    /// When the event happened, as the record says; `None` if it did not say or it could not
+    /// be read.
+    pub timestamp: Option<jiff::Timestamp>,
+    pub source: Arc<Source>,
+    pub position: Position,
+    pub product: Product,
+    /// The format the reader recognised (`evtx`, `json`, `syslog`, `zeek` …).
+    pub format: &'static str,
+    fields: Vec<Field>,
+    /// The original record, kept for evidence: the JSON rendering of an EVTX record, the line
+    /// of a text log, the JSON object of a JSON log.
+    pub raw: Box<str>,
+}
+
+impl Event {
+    pub fn new(source: Arc<Source>, position: Position, product: Product, format: &'static str) -> Self {
+        Event {
+            timestamp: None,
+            source,
+            position,
+            product,
+            format,
+            fields: Vec::new(),
+            raw: Box::default(),
+        }
+    }
+
+    pub fn fields(&self) -> &[Field] {
+        &self.fields
+    }
+
+    /// Adds a field, replacing the value of one already present under the same name.
+    pub fn set(&mut self, name: impl Into<Box<str>>, value: Value) {
+        let name = name.into();
+        if let Some(f) = self.fields.iter_mut().find(|f| f.name == name) {
+            f.value = value;
+        } else {
+            self.fields.push(Field { name, value });
+        }
+    }
+
+    /// Adds a field unless one of that name is already present.
+    pub fn set_default(&mut self, name: &str, value: Value) {
+        if self.get_exact(name).is_none() {
+            self.fields.push(Field { name: name.into(), value });
+        }
+    }
+
+    pub fn get_exact(&self, name: &str) -> Option<&Value> {
+        self.fields.iter().find(|f| &*f.name == name).map(|f| &f.value)
+    }
+
+    /// Looks a field up by name: exactly first, then ignoring ASCII case (Windows field names
+    /// are case-insensitive in practice: `CommandLine` vs `Commandline`).
+    pub fn get(&self, name: &str) -> Option<&Value> {
+        self.get_exact(name).or_else(|| {
+            self.fields
+                .iter()
+                .find(|f| f.name.eq_ignore_ascii_case(name))
+                .map(|f| &f.value)
+        })
+    }
+
+    /// The text of a field, if present and scalar.
+    pub fn get_text(&self, name: &str) -> Option<std::borrow::Cow<'_, str>> {
+        self.get(name).and_then(Value::as_text)
+    }
+
+    /// Adds every leaf of a JSON value as a field named by its dotted path under `prefix`.
+    /// Arrays of scalars become lists; arrays of objects add each leaf path as a list of the
+    /// values found under it.
+    pub fn push_json(&mut self, prefix: &str, value: &serde_json::Value) {
+        match value {
+            serde_json::Value::Object(map) => {
+                for (k, v) in map {
+                    let path = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                    self.push_json(&path, v);
+                }
+            }
+            serde_json::Value::Array(items) if items.iter().any(|i| i.is_object()) => {
+                let mut sub = Event::new(self.source.clone(), self.position, self.product, self.format);
+                for item in items {
+                    let mut one = Event::new(self.source.clone(), self.position, self.product, self.format);
+                    one.push_json(prefix, item);
+                    for f in one.fields {
+                        match sub.fields.iter_mut().find(|g| g.name == f.name) {
+                            Some(Field { value: Value::List(list), .. }) => list.push(f.value),
+                            _ => sub.fields.push(Field { name: f.name, value: Value::List(vec![f.value]) }),
+                        }
+                    }
+                }
+                self.fields.extend(sub.fields);
+            }
+            leaf => {
+                if !prefix.is_empty() {
+                    self.fields.push(Field { name: prefix.into(), value: Value::from_json(leaf) });
+                }
+            }
+        }
+    }
+
+    /// Names and values as a JSON object, in field order.
+    pub fn fields_json(&self) -> serde_json::Value {
+        let mut map = serde_json::Map::with_capacity(self.fields.len());
+        for f in &self.fields {
+            map.insert(f.name.to_string(), f.value.to_json());
+        }
+        serde_json::Value::Object(map)
+    }
+
+    /// The host the event is about, under whichever name the format uses.
+    pub fn host(&self) -> Option<std::borrow::Cow<'_, str>> {
+        ["Computer", "host", "hostname", "Hostname", "host.name", "id.orig_h"]
+            .iter()
+            .find_map(|n| self.get_exact(n).and_then(Value::as_text))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lookup_is_exact_then_case_insensitive() {
+        let mut e = Event::new(Source::file("x"), Position::Line(1), Product::Windows, "json");
+        e.set("CommandLine", Value::str("a"));
+        e.set("commandline", Value::str("b"));
+        assert_eq!(e.get("commandline"), Some(&Value::str("b")));
+        assert_eq!(e.get("COMMANDLINE"), Some(&Value::str("a")));
+        assert_eq!(e.get("Image"), None);
+    }
+
+    #[test]
+    fn json_is_flattened_to_dotted_paths() {
+        let mut e = Event::new(Source::file("x"), Position::Line(1), Product::Other, "json");
+        let v: serde_json::Value = serde_json::json!({
+            "a": {"b": 1, "c": [1, 2]},
+            "r": [{"arn": "x"}, {"arn": "y", "t": true}]
+        });
+        e.push_json("", &v);
+        assert_eq!(e.get("a.b"), Some(&Value::Int(1)));
+        assert_eq!(e.get("a.c"), Some(&Value::List(vec![Value::Int(1), Value::Int(2)])));
+        assert_eq!(e.get("r.arn"), Some(&Value::List(vec![Value::str("x"), Value::str("y")])));
+        assert_eq!(e.get("r.t"), Some(&Value::List(vec![Value::Bool(true)])));
+    }
+}

@@ -1,0 +1,285 @@
+//! JSON logs: NDJSON, objects one after another (pretty-printed or not, as `evtx_dump` and
+//! many exporters write them), or a single top-level array.
+//!
+//! Objects are read one at a time, so memory stays bounded by the largest object (a
+//! top-level array is the exception: it is read whole). A malformed object is reported with
+//! the line it starts on and reading resumes with the next object.
+
+use std::io::BufRead;
+use std::sync::Arc;
+
+use serde_json::Value as Json;
+
+use super::{Diagnostic, Item, windows, zeek};
+use crate::event::{Event, Position, Product, Source};
+use crate::value::Value;
+
+/// Objects larger than this are skipped with a diagnostic rather than buffered.
+const MAX_OBJECT_BYTES: usize = 64 << 20;
+
+pub struct JsonReader<R> {
+    reader: R,
+    source: Arc<Source>,
+    line: u64,
+    buf: Vec<u8>,
+    /// The object being gathered across lines, and the line it started on.
+    pending: Vec<u8>,
+    pending_start: u64,
+    depth: i64,
+    in_string: bool,
+    escaped: bool,
+    /// Items of a top-level array, once read.
+    array: Option<std::vec::IntoIter<Json>>,
+    done: bool,
+}
+
+impl<R: BufRead> JsonReader<R> {
+    pub fn new(reader: R, source: Arc<Source>) -> Self {
+        JsonReader {
+            reader,
+            source,
+            line: 0,
+            buf: Vec::new(),
+            pending: Vec::new(),
+            pending_start: 0,
+            depth: 0,
+            in_string: false,
+            escaped: false,
+            array: None,
+            done: false,
+        }
+    }
+
+    fn diagnostic(&self, line: u64, message: String) -> Item {
+        Item::Diagnostic(Diagnostic { source: self.source.name.clone(), position: Some(Position::Line(line)), message })
+    }
+
+    /// Tracks brace depth over `bytes`, outside strings. Returns true when a top-level value
+    /// ends within them.
+    fn scan(&mut self, bytes: &[u8]) -> bool {
+        let mut closed = false;
+        for &b in bytes {
+            if self.in_string {
+                if self.escaped {
+                    self.escaped = false;
+                } else if b == b'\\' {
+                    self.escaped = true;
+                } else if b == b'"' {
+                    self.in_string = false;
+                }
+                continue;
+            }
+            match b {
+                b'"' => self.in_string = true,
+                b'{' | b'[' => self.depth += 1,
+                b'}' | b']' => {
+                    self.depth -= 1;
+                    if self.depth <= 0 {
+                        closed = true;
+                    }
+                }
+                _ => {}
+            }
+        }
+        closed
+    }
+
+    fn reset_scan(&mut self) {
+        self.pending.clear();
+        self.depth = 0;
+        self.in_string = false;
+        self.escaped = false;
+    }
+
+    fn finish_object(&mut self) -> Option<Item> {
+        let start = self.pending_start;
+        let parsed = serde_json::from_slice::<Json>(&self.pending);
+        let raw_len = self.pending.len();
+        let result = match parsed {
+            Ok(Json::Array(items)) => {
+                self.array = Some(items.into_iter());
+                None
+            }
+            Ok(v @ Json::Object(_)) => {
+                let raw = String::from_utf8_lossy(self.pending.trim_ascii()).into_owned();
+                Some(Item::Event(Box::new(event_from_json(&v, raw, &self.source, Position::Line(start)))))
+            }
+            Ok(other) => Some(self.diagnostic(start, format!("expected a JSON object, found {}", kind(&other)))),
+            Err(e) => Some(self.diagnostic(
+                start,
+                format!("malformed JSON ({raw_len} bytes starting here): {e}"),
+            )),
+        };
+        self.reset_scan();
+        result
+    }
+}
+
+fn kind(v: &Json) -> &'static str {
+    match v {
+        Json::Null => "null",
+        Json::Bool(_) => "a boolean",
+        Json::Number(_) => "a number",
+        Json::String(_) => "a string",
+        Json::Array(_) => "an array",
+        Json::Object(_) => "an object",
+    }
+}
+
+impl<R: BufRead> Iterator for JsonReader<R> {
+    type Item = Item;
+
+    fn next(&mut self) -> Option<Item> {
+        loop {
+            if let Some(items) = &mut self.array {
+                match items.next() {
+                    Some(v) => {
+                        let raw = v.to_string();
+                        if v.is_object() {
+                            return Some(Item::Event(Box::new(event_from_json(&v, raw, &self.source, Position::Line(self.pending_start)))));
+                        }
+                        return Some(self.diagnostic(self.pending_start, format!("array element is {}, not an object", kind(&v))));
+                    }
+                    None => self.array = None,
+                }
+            }
+            if self.done {
+                return None;
+            }
+            self.buf.clear();
+            match self.reader.read_until(b'\n', &mut self.buf) {
+                Ok(0) => {
+                    self.done = true;
+                    if !self.pending.iter().all(u8::is_ascii_whitespace) {
+                        let start = self.pending_start;
+                        self.reset_scan();
+                        return Some(self.diagnostic(start, "truncated JSON object at end of input".into()));
+                    }
+                    return None;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    self.done = true;
+                    return Some(self.diagnostic(self.line + 1, format!("read error: {e}")));
+                }
+            }
+            self.line += 1;
+            let mut line = std::mem::take(&mut self.buf);
+            if self.line == 1 && line.starts_with(b"\xEF\xBB\xBF") {
+                line.drain(..3);
+            }
+            if self.pending.is_empty() {
+                let first = line.iter().position(|b| !b.is_ascii_whitespace());
+                let Some(first) = first else {
+                    self.buf = line;
+                    continue;
+                };
+                if !matches!(line[first], b'{' | b'[') {
+                    let item = self.diagnostic(self.line, "expected a JSON object".into());
+                    self.buf = line;
+                    return Some(item);
+                }
+                self.pending_start = self.line;
+            }
+            let closed = self.scan(&line);
+            self.pending.extend_from_slice(&line);
+            self.buf = line;
+            if self.pending.len() > MAX_OBJECT_BYTES {
+                let start = self.pending_start;
+                self.reset_scan();
+                return Some(self.diagnostic(start, format!("JSON object larger than {MAX_OBJECT_BYTES} bytes skipped")));
+            }
+            if closed && let Some(item) = self.finish_object() {
+                return Some(item);
+            }
+        }
+    }
+}
+
+/// Builds an event from one JSON object, recognising the Windows shapes and Zeek JSON; any
+/// other object keeps its fields under their dotted paths.
+pub fn event_from_json(v: &Json, raw: String, source: &Arc<Source>, position: Position) -> Event {
+    let mut event = Event::new(source.clone(), position, Product::Other, "json");
+    event.raw = raw.into_boxed_str();
+    if windows::from_evtx_json(&mut event, v) {
+        return event;
+    }
+    event.push_json("", v);
+    if windows::normalize_winlogbeat(&mut event) || windows::normalize_flat(&mut event) {
+        return event;
+    }
+    if event.get_exact("uid").is_some() && event.get_exact("ts").is_some() {
+        event.product = Product::Zeek;
+        zeek::set_zeek_timestamp(&mut event);
+        return event;
+    }
+    event.timestamp = ["@timestamp", "timestamp", "eventTime", "time", "EventTime", "date", "ts"]
+        .iter()
+        .find_map(|n| match event.get_exact(n)? {
+            Value::Str(t) => windows::parse_windows_time(t.as_str()),
+            Value::Int(i) => epoch(*i as f64),
+            Value::Float(f) => epoch(*f),
+            _ => None,
+        });
+    event
+}
+
+/// Seconds (or milliseconds, for values too large to be seconds) since the Unix epoch.
+fn epoch(n: f64) -> Option<jiff::Timestamp> {
+    let secs = if n > 1e11 { n / 1000.0 } else { n };
+    jiff::Timestamp::from_nanosecond((secs * 1e9) as i128).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(input: &str) -> Vec<Item> {
+        JsonReader::new(input.as_bytes(), Source::file("t.json")).collect()
+    }
+
+    fn events(items: &[Item]) -> Vec<&Event> {
+        items.iter().filter_map(|i| if let Item::Event(e) = i { Some(&**e) } else { None }).collect()
+    }
+
+    #[test]
+    fn ndjson_with_a_bad_line_keeps_the_rest() {
+        let items = read("{\"a\":1}\n{\"a\":\n2,}\n{\"a\":3}\n");
+        let ev = events(&items);
+        assert_eq!(ev.len(), 2);
+        assert_eq!(ev[1].get("a"), Some(&Value::Int(3)));
+        assert_eq!(ev[1].position, Position::Line(4));
+        let diags: Vec<_> = items.iter().filter_map(|i| if let Item::Diagnostic(d) = i { Some(d) } else { None }).collect();
+        assert_eq!(diags.len(), 1);
+        assert_eq!(diags[0].position, Some(Position::Line(2)));
+    }
+
+    #[test]
+    fn pretty_printed_objects_one_after_another() {
+        let items = read("{\n  \"a\": \"}{\",\n  \"b\": {\"c\": 1}\n}\n{\n\"a\": 2}\n");
+        let ev = events(&items);
+        assert_eq!(ev.len(), 2);
+        assert_eq!(ev[0].get("b.c"), Some(&Value::Int(1)));
+        assert_eq!(ev[0].get("a"), Some(&Value::str("}{")));
+    }
+
+    #[test]
+    fn top_level_array() {
+        let ev_items = read("[{\"a\":1},\n{\"a\":2}, 3]");
+        assert_eq!(events(&ev_items).len(), 2);
+        assert_eq!(ev_items.len(), 3);
+    }
+
+    #[test]
+    fn truncated_object_is_reported() {
+        let items = read("{\"a\":1}\n{\"a\":");
+        assert_eq!(events(&items).len(), 1);
+        assert!(matches!(&items[1], Item::Diagnostic(d) if d.message.contains("truncated")));
+    }
+
+    #[test]
+    fn garbage_line_is_reported_not_fatal() {
+        let items = read("hello\n{\"a\":1}\n");
+        assert_eq!(events(&items).len(), 1);
+    }
+}

@@ -1,0 +1,614 @@
+//! A detection compiled into matchers, and its evaluation against an event.
+//!
+//! Every value is turned into the cheapest matcher that is exact for it: plain equality,
+//! `contains` / `startswith` / `endswith` with a precompiled substring finder, a regular
+//! expression only for values with inner wildcards. Case-insensitive matching (the default)
+//! compares lowercased needles with the event's precomputed lowercase text.
+
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use memchr::memmem;
+use nigehban_event::{Event, Value};
+use regex::{Regex, RegexBuilder};
+use serde_json::Value as Json;
+
+use crate::Error;
+use crate::condition::{self, Expr};
+use crate::rule::scalar_text;
+use crate::value::{self, Part, SigmaString, Utf16};
+
+/// Windash expansion stops at this many variants of one value.
+const MAX_WINDASH_VARIANTS: usize = 625;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CmpOp {
+    Lt,
+    Lte,
+    Gt,
+    Gte,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StrKind {
+    Exact,
+    Contains,
+    StartsWith,
+    EndsWith,
+}
+
+/// One compiled value test on one field value.
+#[derive(Clone, Debug)]
+pub enum Matcher {
+    /// Plain text comparison (needle lowercased unless `cased`).
+    Str { kind: StrKind, needle: Box<str>, finder: Option<memmem::Finder<'static>>, cased: bool },
+    /// A value with inner wildcards, as an anchored regular expression.
+    Glob { regex: Regex, cased: bool },
+    /// The `re` modifier: a regular expression matched anywhere in the value.
+    Regex(Regex),
+    Cidr(Vec<IpNet>),
+    Cmp(CmpOp, f64),
+    /// `null`: the field is absent or null.
+    Null,
+    /// `exists`: the field is present (true) or absent (false).
+    Exists(bool),
+    /// `fieldref`: compared with the value of another field of the same event.
+    FieldRef { other: Box<str>, kind: StrKind, cased: bool },
+    /// Expansions of one value (windash, base64offset): any of them.
+    Any(Vec<Matcher>),
+}
+
+/// A field (or, with `field: None`, any field: a keyword search) and its values.
+#[derive(Clone, Debug)]
+pub struct FieldItem {
+    pub field: Option<Box<str>>,
+    pub matchers: Vec<Matcher>,
+    /// `all`: every value must match (default: any).
+    pub all: bool,
+}
+
+/// One named search of a detection.
+#[derive(Clone, Debug)]
+pub enum Search {
+    /// A map: all its items must match.
+    All(Vec<FieldItem>),
+    /// A list of maps: any of them.
+    Any(Vec<Vec<FieldItem>>),
+}
+
+#[derive(Clone, Debug)]
+pub struct CompiledDetection {
+    pub names: Vec<String>,
+    pub searches: Vec<Search>,
+    pub condition: Expr,
+}
+
+impl CompiledDetection {
+    /// Compiles a `detection` map. `map_field` renames fields for a log source (e.g. Sysmon's
+    /// `Image` to Security 4688's `NewProcessName`).
+    pub fn compile(detection: &Json, map_field: &dyn Fn(&str) -> String) -> Result<CompiledDetection, Error> {
+        let Json::Object(map) = detection else {
+            return Err(Error::Missing("detection (not a map)"));
+        };
+        let mut names = Vec::new();
+        let mut searches = Vec::new();
+        let mut conditions: Vec<String> = Vec::new();
+        for (name, body) in map {
+            if name == "condition" {
+                match body {
+                    Json::String(s) => conditions.push(s.clone()),
+                    Json::Array(items) => {
+                        for i in items {
+                            conditions.push(scalar_text(i).ok_or(Error::Missing("condition"))?);
+                        }
+                    }
+                    _ => return Err(Error::Missing("condition")),
+                }
+                continue;
+            }
+            if name == "timeframe" {
+                return Err(Error::Unsupported("`timeframe` in a detection (Sigma v1 aggregation); use a correlation rule".into()));
+            }
+            let search = compile_search(body, map_field)
+                .map_err(|message| Error::Search { search: name.clone(), message })?;
+            names.push(name.clone());
+            searches.push(search);
+        }
+        if conditions.is_empty() {
+            return Err(Error::Missing("condition"));
+        }
+        let mut exprs = Vec::new();
+        for c in &conditions {
+            exprs.push(condition::parse(c, &names).map_err(|message| Error::Condition { condition: c.clone(), message })?);
+        }
+        let condition = if exprs.len() == 1 { exprs.remove(0) } else { Expr::Or(exprs) };
+        Ok(CompiledDetection { names, searches, condition })
+    }
+
+    pub fn matches(&self, event: &Event) -> bool {
+        self.eval(&self.condition, event)
+    }
+
+    fn eval(&self, expr: &Expr, event: &Event) -> bool {
+        match expr {
+            Expr::Search(i) => self.searches.get(*i).is_some_and(|s| search_matches(s, event)),
+            Expr::Not(e) => !self.eval(e, event),
+            Expr::And(items) => items.iter().all(|e| self.eval(e, event)),
+            Expr::Or(items) => items.iter().any(|e| self.eval(e, event)),
+            Expr::False => false,
+        }
+    }
+}
+
+fn search_matches(search: &Search, event: &Event) -> bool {
+    match search {
+        Search::All(items) => items.iter().all(|i| item_matches(i, event)),
+        Search::Any(maps) => maps.iter().any(|items| items.iter().all(|i| item_matches(i, event))),
+    }
+}
+
+fn item_matches(item: &FieldItem, event: &Event) -> bool {
+    let Some(field) = &item.field else {
+        // Keyword search: any value of any field.
+        let test = |m: &Matcher| event.fields().iter().any(|f| value_matches(m, Some(&f.value), event));
+        return if item.all { item.matchers.iter().all(test) } else { item.matchers.iter().any(test) };
+    };
+    let value = event.get(field);
+    if item.all {
+        item.matchers.iter().all(|m| value_matches(m, value, event))
+    } else {
+        item.matchers.iter().any(|m| value_matches(m, value, event))
+    }
+}
+
+fn value_matches(m: &Matcher, value: Option<&Value>, event: &Event) -> bool {
+    match m {
+        Matcher::Null => value.is_none_or(Value::is_null),
+        Matcher::Exists(want) => value.is_some_and(|v| !v.is_null()) == *want,
+        Matcher::Any(ms) => ms.iter().any(|m| value_matches(m, value, event)),
+        _ => match value {
+            None => false,
+            Some(v) => v.for_each_scalar(&mut |s| scalar_matches(m, s, event)),
+        },
+    }
+}
+
+fn str_test(kind: StrKind, hay: &str, needle: &str, finder: Option<&memmem::Finder<'_>>) -> bool {
+    match kind {
+        StrKind::Exact => hay == needle,
+        StrKind::Contains => match finder {
+            Some(f) => f.find(hay.as_bytes()).is_some(),
+            None => hay.contains(needle),
+        },
+        StrKind::StartsWith => hay.starts_with(needle),
+        StrKind::EndsWith => hay.ends_with(needle),
+    }
+}
+
+fn scalar_matches(m: &Matcher, v: &Value, event: &Event) -> bool {
+    match m {
+        Matcher::Str { kind, needle, finder, cased } => {
+            let text = if *cased { v.as_text() } else { v.as_lower_text() };
+            text.is_some_and(|t| str_test(*kind, &t, needle, finder.as_ref()))
+        }
+        Matcher::Glob { regex, cased } => {
+            let text = if *cased { v.as_text() } else { v.as_lower_text() };
+            text.is_some_and(|t| regex.is_match(&t))
+        }
+        Matcher::Regex(re) => v.as_text().is_some_and(|t| re.is_match(&t)),
+        Matcher::Cidr(nets) => v
+            .as_text()
+            .and_then(|t| t.trim().parse::<IpAddr>().ok())
+            .is_some_and(|ip| nets.iter().any(|n| n.contains(&ip))),
+        Matcher::Cmp(op, n) => v.as_f64().is_some_and(|x| match op {
+            CmpOp::Lt => x < *n,
+            CmpOp::Lte => x <= *n,
+            CmpOp::Gt => x > *n,
+            CmpOp::Gte => x >= *n,
+        }),
+        Matcher::FieldRef { other, kind, cased } => {
+            let Some(o) = event.get(other) else { return false };
+            let (a, b) = if *cased { (v.as_text(), o.as_text()) } else { (v.as_lower_text(), o.as_lower_text()) };
+            match (a, b) {
+                (Some(a), Some(b)) => str_test(*kind, &a, &b, None),
+                _ => false,
+            }
+        }
+        Matcher::Null => v.is_null(),
+        Matcher::Exists(_) | Matcher::Any(_) => false,
+    }
+}
+
+fn compile_search(body: &Json, map_field: &dyn Fn(&str) -> String) -> Result<Search, String> {
+    match body {
+        Json::Object(map) => Ok(Search::All(compile_map(map, map_field)?)),
+        Json::Array(items) if !items.is_empty() && items.iter().all(Json::is_object) => {
+            let mut maps = Vec::new();
+            for i in items {
+                if let Json::Object(m) = i {
+                    maps.push(compile_map(m, map_field)?);
+                }
+            }
+            Ok(Search::Any(maps))
+        }
+        Json::Array(items) => {
+            // A list of plain values: keywords, any of them anywhere in the event.
+            let item = compile_item(None, &[], items)?;
+            Ok(Search::All(vec![item]))
+        }
+        Json::String(_) | Json::Number(_) => {
+            let item = compile_item(None, &[], std::slice::from_ref(body))?;
+            Ok(Search::All(vec![item]))
+        }
+        Json::Null => Err("empty search".into()),
+        Json::Bool(_) => Err("a search cannot be a boolean".into()),
+    }
+}
+
+fn compile_map(map: &serde_json::Map<String, Json>, map_field: &dyn Fn(&str) -> String) -> Result<Vec<FieldItem>, String> {
+    let mut out = Vec::with_capacity(map.len());
+    for (key, values) in map {
+        let mut parts = key.split('|');
+        let field = parts.next().unwrap_or("").trim();
+        let modifiers: Vec<&str> = parts.collect();
+        let values: Vec<Json> = match values {
+            Json::Array(items) => items.clone(),
+            other => vec![other.clone()],
+        };
+        let field = if field.is_empty() { None } else { Some(map_field(field)) };
+        out.push(compile_item(field.as_deref(), &modifiers, &values).map_err(|e| format!("`{key}`: {e}"))?);
+    }
+    Ok(out)
+}
+
+#[derive(Default)]
+struct Mods {
+    kind: Option<StrKind>,
+    all: bool,
+    cased: bool,
+    re: bool,
+    re_i: bool,
+    re_m: bool,
+    re_s: bool,
+    cidr: bool,
+    exists: bool,
+    fieldref: bool,
+    expand: bool,
+    windash: bool,
+    base64: bool,
+    base64offset: bool,
+    utf16: Option<Utf16>,
+    cmp: Option<CmpOp>,
+}
+
+fn parse_mods(modifiers: &[&str]) -> Result<Mods, String> {
+    let mut m = Mods::default();
+    for raw in modifiers {
+        let name = raw.trim().to_ascii_lowercase();
+        let set_kind = |m: &mut Mods, k| {
+            if m.kind.is_some_and(|old| old != k) {
+                return Err(format!("conflicting modifiers near `{raw}`"));
+            }
+            m.kind = Some(k);
+            Ok(())
+        };
+        match name.as_str() {
+            "contains" => set_kind(&mut m, StrKind::Contains)?,
+            "startswith" => set_kind(&mut m, StrKind::StartsWith)?,
+            "endswith" => set_kind(&mut m, StrKind::EndsWith)?,
+            "all" => m.all = true,
+            "cased" => m.cased = true,
+            "re" => m.re = true,
+            "i" if m.re => m.re_i = true,
+            "m" if m.re => m.re_m = true,
+            "s" if m.re => m.re_s = true,
+            "cidr" => m.cidr = true,
+            "exists" => m.exists = true,
+            "fieldref" => m.fieldref = true,
+            "expand" => m.expand = true,
+            "windash" => m.windash = true,
+            "base64" => m.base64 = true,
+            "base64offset" => m.base64offset = true,
+            "wide" | "utf16le" => m.utf16 = Some(Utf16::Le),
+            "utf16be" => m.utf16 = Some(Utf16::Be),
+            "utf16" => m.utf16 = Some(Utf16::LeBom),
+            "lt" => m.cmp = Some(CmpOp::Lt),
+            "lte" => m.cmp = Some(CmpOp::Lte),
+            "gt" => m.cmp = Some(CmpOp::Gt),
+            "gte" => m.cmp = Some(CmpOp::Gte),
+            other => return Err(format!("unknown modifier `{other}`")),
+        }
+    }
+    if m.utf16.is_some() && !(m.base64 || m.base64offset) {
+        return Err("`wide`/`utf16` modifiers must be followed by `base64` or `base64offset`".into());
+    }
+    Ok(m)
+}
+
+fn compile_item(field: Option<&str>, modifiers: &[&str], values: &[Json]) -> Result<FieldItem, String> {
+    let mut mods = parse_mods(modifiers)?;
+    // Keywords (values without a field) are searched for anywhere in the event's values.
+    if field.is_none() && mods.kind.is_none() && !mods.re && mods.cmp.is_none() && !mods.cidr {
+        mods.kind = Some(StrKind::Contains);
+    }
+    if values.is_empty() {
+        return Err("no values".into());
+    }
+    let mut matchers = Vec::with_capacity(values.len());
+    for v in values {
+        matchers.push(compile_value(&mods, field.is_some(), v)?);
+    }
+    Ok(FieldItem { field: field.map(Into::into), matchers, all: mods.all })
+}
+
+fn compile_value(mods: &Mods, has_field: bool, v: &Json) -> Result<Matcher, String> {
+    if mods.exists {
+        let want = match v {
+            Json::Bool(b) => *b,
+            Json::String(s) if s.eq_ignore_ascii_case("true") => true,
+            Json::String(s) if s.eq_ignore_ascii_case("false") => false,
+            _ => return Err("`exists` takes true or false".into()),
+        };
+        if !has_field {
+            return Err("`exists` needs a field".into());
+        }
+        return Ok(Matcher::Exists(want));
+    }
+    if v.is_null() {
+        return Ok(Matcher::Null);
+    }
+    let text = match v {
+        Json::String(s) => s.clone(),
+        Json::Number(n) => n.to_string(),
+        Json::Bool(b) => b.to_string(),
+        Json::Array(_) | Json::Object(_) | Json::Null => return Err("nested lists or maps are not values".into()),
+    };
+    if let Some(op) = mods.cmp {
+        let n = text.trim().parse::<f64>().map_err(|_| format!("`{text}` is not a number"))?;
+        return Ok(Matcher::Cmp(op, n));
+    }
+    if mods.cidr {
+        let nets = text
+            .split(',')
+            .map(|c| parse_cidr(c.trim()))
+            .collect::<Result<Vec<_>, _>>()?;
+        return Ok(Matcher::Cidr(nets));
+    }
+    if mods.re {
+        let re = RegexBuilder::new(&text)
+            .case_insensitive(mods.re_i)
+            .multi_line(mods.re_m)
+            .dot_matches_new_line(mods.re_s)
+            .size_limit(1 << 23)
+            .build()
+            .map_err(|e| format!("regular expression `{text}`: {}", e.to_string().lines().last().unwrap_or("invalid")))?;
+        return Ok(Matcher::Regex(re));
+    }
+    if mods.fieldref {
+        return Ok(Matcher::FieldRef { other: text.into(), kind: mods.kind.unwrap_or(StrKind::Exact), cased: mods.cased });
+    }
+
+    let mut s = SigmaString::parse(&text);
+    if mods.expand {
+        s = expand_placeholders(&s);
+    }
+    let mut variants = if mods.windash { value::windash_variants(&s, MAX_WINDASH_VARIANTS) } else { vec![s] };
+    if mods.base64 || mods.base64offset {
+        let mut encoded = Vec::new();
+        for v in &variants {
+            let plain = v.as_plain().ok_or("wildcards cannot be base64-encoded")?;
+            let bytes = match mods.utf16 {
+                Some(enc) => value::encode_utf16(&plain, enc),
+                None => plain.into_bytes(),
+            };
+            if mods.base64offset {
+                encoded.extend(value::base64_offsets(&bytes).iter().map(|e| SigmaString::literal(e)));
+            } else {
+                encoded.push(SigmaString::literal(&value::base64(&bytes)));
+            }
+        }
+        variants = encoded;
+    }
+    let mut matchers = Vec::with_capacity(variants.len());
+    for mut v in variants {
+        match mods.kind {
+            Some(StrKind::Contains) => {
+                v.prepend_star();
+                v.append_star();
+            }
+            Some(StrKind::StartsWith) => v.append_star(),
+            Some(StrKind::EndsWith) => v.prepend_star(),
+            _ => {}
+        }
+        matchers.push(string_matcher(&v, mods.cased)?);
+    }
+    Ok(if matchers.len() == 1 { matchers.remove(0) } else { Matcher::Any(matchers) })
+}
+
+fn parse_cidr(s: &str) -> Result<IpNet, String> {
+    if let Ok(n) = s.parse::<IpNet>() {
+        return Ok(n.trunc());
+    }
+    s.parse::<IpAddr>().map(IpNet::from).map_err(|_| format!("`{s}` is not a CIDR range"))
+}
+
+/// `%name%` placeholders (the `expand` modifier) match anything when no value is configured.
+fn expand_placeholders(s: &SigmaString) -> SigmaString {
+    let mut out = SigmaString::default();
+    for p in &s.parts {
+        match p {
+            Part::Lit(l) => {
+                let mut rest = l.as_str();
+                while let Some(start) = rest.find('%') {
+                    let Some(len) = rest[start + 1..].find('%') else { break };
+                    if start > 0 {
+                        out.parts.push(Part::Lit(rest[..start].to_owned()));
+                    }
+                    out.parts.push(Part::Star);
+                    rest = &rest[start + len + 2..];
+                }
+                if !rest.is_empty() {
+                    out.parts.push(Part::Lit(rest.to_owned()));
+                }
+            }
+            other => out.parts.push(other.clone()),
+        }
+    }
+    out
+}
+
+/// The cheapest exact matcher for a Sigma string.
+pub fn string_matcher(s: &SigmaString, cased: bool) -> Result<Matcher, String> {
+    let fold = |t: &str| if cased { t.to_owned() } else { t.to_lowercase() };
+    let has_one = s.parts.iter().any(|p| matches!(p, Part::One));
+    let n = s.parts.len();
+    let simple = |kind: StrKind, needle: &str| {
+        let needle = fold(needle);
+        let finder = (kind == StrKind::Contains).then(|| memmem::Finder::new(needle.as_bytes()).into_owned());
+        Matcher::Str { kind, needle: needle.into(), finder, cased }
+    };
+    if !has_one {
+        match (n, s.parts.as_slice()) {
+            (0, _) => return Ok(simple(StrKind::Exact, "")),
+            (1, [Part::Lit(l)]) => return Ok(simple(StrKind::Exact, l)),
+            (1, [Part::Star]) => return Ok(Matcher::Glob { regex: glob_regex(s, cased)?, cased }),
+            (2, [Part::Lit(l), Part::Star]) => return Ok(simple(StrKind::StartsWith, l)),
+            (2, [Part::Star, Part::Lit(l)]) => return Ok(simple(StrKind::EndsWith, l)),
+            (3, [Part::Star, Part::Lit(l), Part::Star]) => return Ok(simple(StrKind::Contains, l)),
+            _ => {}
+        }
+    }
+    Ok(Matcher::Glob { regex: glob_regex(s, cased)?, cased })
+}
+
+fn glob_regex(s: &SigmaString, cased: bool) -> Result<Regex, String> {
+    let mut pattern = String::from("(?s)^");
+    for p in &s.parts {
+        match p {
+            Part::Lit(l) => pattern.push_str(&regex::escape(&if cased { l.clone() } else { l.to_lowercase() })),
+            Part::Star => pattern.push_str(".*"),
+            Part::One => pattern.push('.'),
+        }
+    }
+    pattern.push('$');
+    Regex::new(&pattern).map_err(|e| format!("wildcard pattern `{s}`: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nigehban_event::{Position, Product, Source};
+
+    fn event(fields: &[(&str, Value)]) -> Event {
+        let mut e = Event::new(Source::file("t"), Position::Line(1), Product::Windows, "test");
+        for (k, v) in fields {
+            e.set(*k, v.clone());
+        }
+        e
+    }
+
+    fn det(yaml: &str) -> CompiledDetection {
+        let v: Json = serde_saphyr::from_str(yaml).unwrap();
+        CompiledDetection::compile(&v, &|f| f.to_owned()).unwrap()
+    }
+
+    fn s(v: &str) -> Value {
+        Value::str(v)
+    }
+
+    #[test]
+    fn default_matching_is_case_insensitive_and_exact() {
+        let d = det("sel:\n  Image: 'C:\\Windows\\System32\\cmd.exe'\ncondition: sel\n");
+        assert!(d.matches(&event(&[("Image", s("c:\\windows\\system32\\CMD.exe"))])));
+        assert!(!d.matches(&event(&[("Image", s("c:\\windows\\system32\\cmd.exe "))])));
+        assert!(!d.matches(&event(&[])));
+    }
+
+    #[test]
+    fn modifiers_contains_startswith_endswith_all() {
+        let d = det("sel:\n  CommandLine|contains|all: [' -enc ', 'hidden']\n  Image|endswith: '\\powershell.exe'\ncondition: sel\n");
+        let hit = event(&[("CommandLine", s("powershell -w HIDDEN -enc AAAA")), ("Image", s("C:\\x\\PowerShell.exe"))]);
+        assert!(d.matches(&hit));
+        let miss = event(&[("CommandLine", s("powershell -enc AAAA")), ("Image", s("C:\\x\\PowerShell.exe"))]);
+        assert!(!d.matches(&miss));
+    }
+
+    #[test]
+    fn wildcards_and_escapes() {
+        let d = det("sel:\n  F: 'a*b?c'\n  G: 'x\\*'\ncondition: sel\n");
+        assert!(d.matches(&event(&[("F", s("aZZbYc")), ("G", s("x*"))])));
+        assert!(!d.matches(&event(&[("F", s("abc")), ("G", s("x*"))])));
+        assert!(!d.matches(&event(&[("F", s("aZZbYc")), ("G", s("xy"))])));
+    }
+
+    #[test]
+    fn numbers_null_empty_exists() {
+        let d = det("sel:\n  EventID: 4688\n  A: null\n  B: ''\n  C|exists: true\ncondition: sel\n");
+        assert!(d.matches(&event(&[("EventID", Value::Int(4688)), ("B", s("")), ("C", s("x"))])));
+        assert!(!d.matches(&event(&[("EventID", Value::Int(4688)), ("A", s("v")), ("B", s("")), ("C", s("x"))])));
+        assert!(!d.matches(&event(&[("EventID", Value::Int(4688)), ("B", s(""))])));
+        assert!(d.matches(&event(&[("EventID", s("4688")), ("B", s("")), ("C", s("x"))])));
+    }
+
+    #[test]
+    fn regex_cidr_compare_cased_fieldref() {
+        let d = det("sel:\n  A|re: '^ab+c$'\n  B|cidr: ['10.0.0.0/8', '192.168.1.0/24']\n  C|gte: 5\n  D|cased: 'MiXed'\n  E|fieldref: F\ncondition: sel\n");
+        let ok = event(&[("A", s("abbbc")), ("B", s("10.1.2.3")), ("C", Value::Int(7)), ("D", s("MiXed")), ("E", s("same")), ("F", s("SAME"))]);
+        assert!(d.matches(&ok));
+        let bad_case = event(&[("A", s("abbbc")), ("B", s("10.1.2.3")), ("C", Value::Int(7)), ("D", s("mixed")), ("E", s("same")), ("F", s("same"))]);
+        assert!(!d.matches(&bad_case));
+        let re_cased = event(&[("A", s("ABC")), ("B", s("10.1.2.3")), ("C", Value::Int(7)), ("D", s("MiXed")), ("E", s("a")), ("F", s("a"))]);
+        assert!(!d.matches(&re_cased));
+        let d = det("sel:\n  A|re|i: '^ab+c$'\ncondition: sel\n");
+        assert!(d.matches(&event(&[("A", s("ABC"))])));
+    }
+
+    #[test]
+    fn base64offset_and_wide() {
+        let d = det("sel:\n  CommandLine|base64offset|contains: '/bin/bash'\ncondition: sel\n");
+        assert!(d.matches(&event(&[("CommandLine", s("echo IC9iaW4vYmFzaA== | base64 -d"))])));
+        let wide = value::base64(&value::encode_utf16("Invoke-Mimikatz", Utf16::Le));
+        let d = det("sel:\n  CommandLine|wide|base64offset|contains: 'Invoke-Mimikatz'\ncondition: sel\n");
+        assert!(d.matches(&event(&[("CommandLine", s(&format!("powershell -enc {wide}")))])));
+    }
+
+    #[test]
+    fn windash() {
+        let d = det("sel:\n  CommandLine|windash|contains: ' -exec bypass'\ncondition: sel\n");
+        assert!(d.matches(&event(&[("CommandLine", s("powershell /exec bypass"))])));
+        assert!(d.matches(&event(&[("CommandLine", s("powershell \u{2013}exec bypass"))])));
+        assert!(!d.matches(&event(&[("CommandLine", s("powershell exec bypass"))])));
+    }
+
+    #[test]
+    fn keywords_search_every_field() {
+        let d = det("keywords:\n  - 'mimikatz'\n  - 'sekurlsa'\ncondition: keywords\n");
+        assert!(d.matches(&event(&[("A", s("x")), ("B", s("run Mimikatz now"))])));
+        assert!(!d.matches(&event(&[("A", s("x"))])));
+    }
+
+    #[test]
+    fn list_of_maps_is_or() {
+        let d = det("sel:\n  - A: 1\n  - B: 2\ncondition: sel\n");
+        assert!(d.matches(&event(&[("B", Value::Int(2))])));
+        assert!(!d.matches(&event(&[("B", Value::Int(1))])));
+    }
+
+    #[test]
+    fn list_valued_fields_match_any_element() {
+        let d = det("sel:\n  Data|contains: 'evil'\ncondition: sel\n");
+        assert!(d.matches(&event(&[("Data", Value::List(vec![s("fine"), s("so EVIL")]))])));
+    }
+
+    #[test]
+    fn bad_values_are_errors() {
+        let bad = |y: &str| {
+            let v: Json = serde_saphyr::from_str(y).unwrap();
+            CompiledDetection::compile(&v, &|f| f.to_owned()).unwrap_err()
+        };
+        assert!(bad("sel:\n  A|foo: x\ncondition: sel\n").to_string().contains("unknown modifier `foo`"));
+        assert!(bad("sel:\n  A|re: '(x'\ncondition: sel\n").to_string().contains("regular expression"));
+        assert!(bad("sel:\n  A|cidr: 'x'\ncondition: sel\n").to_string().contains("not a CIDR"));
+        assert!(bad("sel:\n  A: x\n").to_string().contains("condition"));
+    }
+}
