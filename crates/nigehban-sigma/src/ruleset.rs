@@ -86,6 +86,22 @@ impl RuleSetBuilder {
         }
     }
 
+    /// Adds the rules of one YAML file whose level is at least `min`; returns how many were
+    /// left out for being below it. Correlation rules are always kept.
+    pub fn add_yaml_min_level(&mut self, path: &str, text: &str, min: crate::Level) -> usize {
+        self.report.files += 1;
+        let path: Arc<str> = path.into();
+        let mut below = 0;
+        for parsed in parse_rules(text) {
+            match parsed {
+                Ok(rule) if rule.level < min && rule.correlation.is_none() => below += 1,
+                Ok(rule) => self.add_rule(path.clone(), rule),
+                Err(error) => self.report.failed.push(RuleFailure { path: path.clone(), title: None, id: None, error }),
+            }
+        }
+        below
+    }
+
     /// Adds one parsed rule.
     pub fn add_rule(&mut self, path: Arc<str>, rule: Rule) {
         if rule.correlation.is_some() {

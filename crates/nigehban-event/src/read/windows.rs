@@ -109,10 +109,22 @@ fn push_event_data(event: &mut Event, data: &Json) {
         if key == "#attributes" {
             continue;
         }
+        // Some providers (Windows Defender) name data with spaces (`Threat Name`); Sigma
+        // rules write those names without them (`ThreatName`). Both names are kept.
+        if key.contains(' ') {
+            let compact: String = key.chars().filter(|c| *c != ' ').collect();
+            let v = match value {
+                Json::Object(inner) => inner.get("#text").cloned().unwrap_or(Json::Null),
+                other => other.clone(),
+            };
+            if !v.is_null() {
+                event.set_default(&compact, Value::from_json(&v));
+            }
+        }
         match value {
             Json::Object(inner) if inner.contains_key("#text") || inner.contains_key("#attributes") => {
                 if let Some(t) = inner.get("#text") {
-                    event.set(key.as_str(), Value::from_json(t));
+                    event.set_default(key, Value::from_json(t));
                 }
             }
             Json::Object(_) => {
@@ -126,7 +138,10 @@ fn push_event_data(event: &mut Event, data: &Json) {
                     event.set(f.name.clone(), f.value.clone());
                 }
             }
-            _ => event.set(key.as_str(), Value::from_json(value)),
+            // A data value never replaces a System value of the same name: event 104 ("log
+            // cleared") carries the cleared log's name as `Channel`, but the event itself is
+            // in the System channel, and that is what routes it to rules.
+            _ => event.set_default(key, Value::from_json(value)),
         }
     }
 }
@@ -250,7 +265,7 @@ mod tests {
                 "TimeCreated": {"#attributes": {"SystemTime": "2019-03-19T23:38:10.123456Z"}},
                 "Channel": "Security", "Computer": "PC01"
             },
-            "EventData": {"NewProcessName": "C:\\Windows\\System32\\cmd.exe", "CommandLine": "cmd /c whoami"}
+            "EventData": {"NewProcessName": "C:\\Windows\\System32\\cmd.exe", "CommandLine": "cmd /c whoami", "Threat Name": "EICAR"}
         }});
         let mut e = blank();
         assert!(from_evtx_json(&mut e, &v));
@@ -259,18 +274,22 @@ mod tests {
         assert_eq!(e.get("Provider_Name"), Some(&Value::str("Microsoft-Windows-Security-Auditing")));
         assert_eq!(e.get("Computer"), Some(&Value::str("PC01")));
         assert_eq!(e.get("CommandLine"), Some(&Value::str("cmd /c whoami")));
+        assert_eq!(e.get("ThreatName"), Some(&Value::str("EICAR")));
+        assert_eq!(e.get("Threat Name"), Some(&Value::str("EICAR")));
         assert_eq!(e.timestamp.map(|t| t.as_second()), Some(1553038690));
     }
 
     #[test]
     fn user_data_children_become_fields() {
         let v: Json = serde_json::json!({"Event": {
-            "System": {"EventID": 1102, "Channel": "Security"},
-            "UserData": {"LogFileCleared": {"#attributes": {"xmlns": "x"}, "SubjectUserName": "bob"}}
+            "System": {"EventID": 104, "Channel": "System"},
+            "UserData": {"LogFileCleared": {"#attributes": {"xmlns": "x"}, "SubjectUserName": "bob", "Channel": "Application"}}
         }});
         let mut e = blank();
         assert!(from_evtx_json(&mut e, &v));
         assert_eq!(e.get("SubjectUserName"), Some(&Value::str("bob")));
+        assert_eq!(e.get("Channel"), Some(&Value::str("System")));
+        assert_eq!(e.get("LogFileCleared.Channel"), Some(&Value::str("Application")));
     }
 
     #[test]

@@ -1,0 +1,318 @@
+//! The hunting run: every input read in parallel, every event through the detector.
+//!
+//! Work is cut into units: a text file is one unit; an EVTX file is one unit per run of
+//! [`EVTX_CHUNKS_PER_UNIT`] chunks, so one large file keeps every core busy. A unit holds one
+//! chunk's events at a time, so memory depends on the number of threads, not on input size.
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use nigehban_detect::{Detection, Detector};
+use nigehban_event::read::{self, evtx};
+use nigehban_event::{Diagnostic, Event, Format, Item, Source};
+use rayon::prelude::*;
+
+use crate::inputs::{self, Input, Skipped};
+
+/// EVTX chunks (64 KiB each) per unit of work.
+pub const EVTX_CHUNKS_PER_UNIT: u64 = 16;
+
+/// How many diagnostics are kept word for word; the rest are counted.
+pub const MAX_KEPT_DIAGNOSTICS: usize = 200;
+
+#[derive(Clone, Debug, Default)]
+pub struct HuntOptions {
+    pub from: Option<jiff::Timestamp>,
+    pub to: Option<jiff::Timestamp>,
+}
+
+/// Counters shared with a progress display while the hunt runs.
+#[derive(Debug, Default)]
+pub struct Progress {
+    pub bytes: AtomicU64,
+    pub events: AtomicU64,
+    pub detections: AtomicU64,
+}
+
+/// What the run read and what it found along the way.
+#[derive(Clone, Debug, Default)]
+pub struct HuntStats {
+    pub files: usize,
+    pub bytes: u64,
+    pub events: u64,
+    /// Events outside `--from`/`--to`.
+    pub events_filtered: u64,
+    pub skipped: Vec<Skipped>,
+    pub diagnostics: Vec<Diagnostic>,
+    pub diagnostics_total: u64,
+    pub events_per_format: Vec<(Format, u64)>,
+}
+
+enum Unit {
+    Text(Arc<Input>),
+    Evtx { input: Arc<Input>, first_chunk: u64, chunks: u64 },
+}
+
+struct Shared<'a> {
+    detector: &'a dyn Detector,
+    options: &'a HuntOptions,
+    progress: &'a Progress,
+    detections: Mutex<Vec<Detection>>,
+    diagnostics: Mutex<(Vec<Diagnostic>, u64)>,
+    per_format: Mutex<Vec<(Format, u64)>>,
+    filtered: AtomicU64,
+}
+
+impl Shared<'_> {
+    fn diagnostic(&self, d: Diagnostic) {
+        if let Ok(mut g) = self.diagnostics.lock() {
+            g.1 += 1;
+            if g.0.len() < MAX_KEPT_DIAGNOSTICS {
+                g.0.push(d);
+            }
+        }
+    }
+
+    fn count_format(&self, format: Format, n: u64) {
+        if let Ok(mut g) = self.per_format.lock() {
+            match g.iter_mut().find(|(f, _)| *f == format) {
+                Some((_, c)) => *c += n,
+                None => g.push((format, n)),
+            }
+        }
+    }
+
+    fn in_window(&self, event: &Event) -> bool {
+        let o = self.options;
+        if o.from.is_none() && o.to.is_none() {
+            return true;
+        }
+        match event.timestamp {
+            Some(t) => o.from.is_none_or(|f| t >= f) && o.to.is_none_or(|to| t <= to),
+            None => false,
+        }
+    }
+
+    /// Runs the detector over a batch of reader items; returns the number of events.
+    fn process(&self, items: impl Iterator<Item = Item>, source: &Arc<str>, local: &mut Vec<Detection>) -> u64 {
+        let mut n = 0;
+        let mut filtered = 0;
+        for item in items {
+            match item {
+                Item::Event(event) => {
+                    n += 1;
+                    if !self.in_window(&event) {
+                        filtered += 1;
+                        continue;
+                    }
+                    let before = local.len();
+                    self.detector.detect(&event, source, local);
+                    let found = (local.len() - before) as u64;
+                    if found > 0 {
+                        self.progress.detections.fetch_add(found, Ordering::Relaxed);
+                    }
+                }
+                Item::Diagnostic(d) => self.diagnostic(d),
+            }
+        }
+        if filtered > 0 {
+            self.filtered.fetch_add(filtered, Ordering::Relaxed);
+        }
+        self.progress.events.fetch_add(n, Ordering::Relaxed);
+        n
+    }
+
+    fn flush(&self, local: &mut Vec<Detection>) {
+        if local.is_empty() {
+            return;
+        }
+        if let Ok(mut g) = self.detections.lock() {
+            g.append(local);
+        }
+    }
+
+    fn run_unit(&self, unit: &Unit) {
+        let mut local = Vec::new();
+        match unit {
+            Unit::Text(input) => self.run_text(input, &mut local),
+            Unit::Evtx { input, first_chunk, chunks } => self.run_evtx(input, *first_chunk, *chunks, &mut local),
+        }
+        self.flush(&mut local);
+    }
+
+    fn run_text(&self, input: &Input, local: &mut Vec<Detection>) {
+        let name: Arc<str> = input.path.display().to_string().into();
+        let source = Source::file(name.to_string());
+        let reader = match inputs::open_text(input) {
+            Ok(r) => r,
+            Err(e) => {
+                self.diagnostic(Diagnostic { source: name.to_string(), position: None, message: format!("cannot open: {e}") });
+                return;
+            }
+        };
+        // Count bytes as they are read for progress; gzip inputs count compressed bytes at the end.
+        let counting = CountingRead { inner: reader, progress: self.progress, count: !input.gzip };
+        let items = read::read_text(input.format, std::io::BufReader::with_capacity(64 << 10, counting), source);
+        // Detections are appended in batches so that the shared lock is rarely taken.
+        let n = self.process(items, &name, local);
+        if input.gzip {
+            self.progress.bytes.fetch_add(input.size, Ordering::Relaxed);
+        }
+        self.count_format(input.format, n);
+    }
+
+    fn run_evtx(&self, input: &Input, first_chunk: u64, chunks: u64, local: &mut Vec<Detection>) {
+        let name: Arc<str> = input.path.display().to_string().into();
+        let source = Source::file(name.to_string());
+        let diag = |message: String, offset: Option<u64>| Diagnostic {
+            source: name.to_string(),
+            position: offset.map(nigehban_event::Position::Offset),
+            message,
+        };
+        let mut file = match File::open(&input.path) {
+            Ok(f) => f,
+            Err(e) => {
+                self.diagnostic(diag(format!("cannot open: {e}"), None));
+                return;
+            }
+        };
+        if first_chunk == 0 {
+            let mut header = [0u8; 8];
+            if file.read_exact(&mut header).is_err() || header != *evtx::FILE_MAGIC {
+                self.diagnostic(diag("not an EVTX file (bad file header magic)".into(), Some(0)));
+                return;
+            }
+        }
+        let start = evtx::HEADER_SIZE as u64 + first_chunk * evtx::CHUNK_SIZE as u64;
+        if let Err(e) = file.seek(SeekFrom::Start(start)) {
+            self.diagnostic(diag(format!("cannot seek: {e}"), Some(start)));
+            return;
+        }
+        let mut items = Vec::new();
+        let mut events = 0;
+        for i in 0..chunks {
+            let offset = start + i * evtx::CHUNK_SIZE as u64;
+            let mut data = vec![0u8; evtx::CHUNK_SIZE];
+            let mut filled = 0;
+            while filled < data.len() {
+                match file.read(&mut data[filled..]) {
+                    Ok(0) => break,
+                    Ok(n) => filled += n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        self.diagnostic(diag(format!("read error: {e}"), Some(offset)));
+                        break;
+                    }
+                }
+            }
+            self.progress.bytes.fetch_add(filled as u64, Ordering::Relaxed);
+            if filled < data.len() {
+                if filled > 0 && data[..filled].iter().any(|b| *b != 0) {
+                    self.diagnostic(diag(format!("truncated chunk ({filled} of {} bytes) skipped", evtx::CHUNK_SIZE), Some(offset)));
+                }
+                break;
+            }
+            evtx::parse_chunk(evtx::RawChunk { data, offset }, &source, &mut items);
+            events += self.process(items.drain(..), &name, local);
+        }
+        self.count_format(Format::Evtx, events);
+    }
+}
+
+struct CountingRead<'a, R> {
+    inner: R,
+    progress: &'a Progress,
+    count: bool,
+}
+
+impl<R: Read> Read for CountingRead<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if self.count {
+            self.progress.bytes.fetch_add(n as u64, Ordering::Relaxed);
+        }
+        Ok(n)
+    }
+}
+
+/// Hunts over `inputs` with `detector`. Detections are returned sorted by time (events without
+/// a time last), then by source and position, so that the result is the same on every run.
+pub fn hunt(
+    inputs: Vec<Input>,
+    skipped: Vec<Skipped>,
+    detector: &dyn Detector,
+    options: &HuntOptions,
+    progress: &Progress,
+) -> (Vec<Detection>, HuntStats) {
+    let mut units = Vec::new();
+    let mut bytes = 0;
+    let files = inputs.len();
+    for input in inputs {
+        bytes += input.size;
+        let input = Arc::new(input);
+        if input.format == Format::Evtx {
+            let chunks = input.size.saturating_sub(evtx::HEADER_SIZE as u64).div_ceil(evtx::CHUNK_SIZE as u64).max(1);
+            let mut first = 0;
+            while first < chunks {
+                let n = EVTX_CHUNKS_PER_UNIT.min(chunks - first);
+                units.push(Unit::Evtx { input: input.clone(), first_chunk: first, chunks: n });
+                first += n;
+            }
+        } else {
+            units.push(Unit::Text(input));
+        }
+    }
+    // Large units first, so that the last unit to finish is a small one.
+    units.sort_by_key(|u| {
+        std::cmp::Reverse(match u {
+            Unit::Text(i) => i.size,
+            Unit::Evtx { chunks, .. } => chunks * evtx::CHUNK_SIZE as u64,
+        })
+    });
+    let shared = Shared {
+        detector,
+        options,
+        progress,
+        detections: Mutex::new(Vec::new()),
+        diagnostics: Mutex::new((Vec::new(), 0)),
+        per_format: Mutex::new(Vec::new()),
+        filtered: AtomicU64::new(0),
+    };
+    units.par_iter().for_each(|u| shared.run_unit(u));
+
+    let mut detections = shared.detections.into_inner().unwrap_or_default();
+    detections.sort_by(|a, b| {
+        (a.timestamp.is_none(), a.timestamp, &a.source, position_key(a), &a.rule.id).cmp(&(
+            b.timestamp.is_none(),
+            b.timestamp,
+            &b.source,
+            position_key(b),
+            &b.rule.id,
+        ))
+    });
+    let (mut diagnostics, diagnostics_total) = shared.diagnostics.into_inner().unwrap_or_default();
+    diagnostics.sort_by(|a, b| (&a.source, format!("{:?}", a.position)).cmp(&(&b.source, format!("{:?}", b.position))));
+    let mut events_per_format = shared.per_format.into_inner().unwrap_or_default();
+    events_per_format.sort_by_key(|(f, _)| f.name());
+    let stats = HuntStats {
+        files,
+        bytes,
+        events: progress.events.load(Ordering::Relaxed),
+        events_filtered: shared.filtered.load(Ordering::Relaxed),
+        skipped,
+        diagnostics,
+        diagnostics_total,
+        events_per_format,
+    };
+    (detections, stats)
+}
+
+fn position_key(d: &Detection) -> (u64, u64) {
+    match d.position {
+        nigehban_event::Position::Line(n) => (n, 0),
+        nigehban_event::Position::Offset(o) => (o, 0),
+        nigehban_event::Position::EvtxRecord { record_id, chunk_offset } => (chunk_offset, record_id),
+    }
+}

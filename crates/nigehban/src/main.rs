@@ -1,0 +1,37 @@
+//! The `nigehban` command: one binary for every role.
+
+mod hunt;
+mod rules;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "nigehban", version, about = "Detection, hunting and coordination for a national CERT and its SOC")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Sweep files and folders of logs (EVTX, JSON, syslog, Zeek) with Sigma rules.
+    Hunt(hunt::HuntArgs),
+    /// Work with rule sets.
+    #[command(subcommand)]
+    Rules(rules::RulesCommand),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Hunt(args) => hunt::run(args),
+        Command::Rules(cmd) => rules::run(cmd),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}
