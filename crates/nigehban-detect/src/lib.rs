@@ -87,9 +87,43 @@ fn truncate(s: &mut String, max: usize) {
     }
 }
 
+/// An event kept for stateful logic that runs later in time order (correlation): only the
+/// fields that logic needs, and which of the detector's rules the event matched.
+#[derive(Clone, Debug)]
+pub struct Observation {
+    pub event: Event,
+    pub rules: Vec<u32>,
+}
+
+/// What a detector found in events: detections, and observations for its stateful pass.
+#[derive(Debug, Default)]
+pub struct Findings {
+    pub detections: Vec<Detection>,
+    pub observations: Vec<Observation>,
+}
+
+impl Findings {
+    pub fn is_empty(&self) -> bool {
+        self.detections.is_empty() && self.observations.is_empty()
+    }
+
+    pub fn append(&mut self, other: &mut Findings) {
+        self.detections.append(&mut other.detections);
+        self.observations.append(&mut other.observations);
+    }
+}
+
 /// Anything that turns events into detections.
 pub trait Detector: Send + Sync {
-    /// Appends the detections for `event` to `out`. `source` is the event's source name, shared
-    /// so that detections do not copy it.
-    fn detect(&self, event: &Event, source: &Arc<str>, out: &mut Vec<Detection>);
+    /// Adds the detections (and observations) for `event` to `out`. `source` is the event's
+    /// source name, shared so that detections do not copy it. Events may come in any order and
+    /// on any thread.
+    fn detect(&self, event: &Event, source: &Arc<str>, out: &mut Findings);
+
+    /// Runs the stateful logic (correlation windows) over the observations gathered by
+    /// `detect`, which the caller passes sorted by event time, and returns its detections.
+    fn correlate(&self, observations: Vec<Observation>) -> Vec<Detection> {
+        let _ = observations;
+        Vec::new()
+    }
 }

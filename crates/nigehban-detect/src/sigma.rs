@@ -1,18 +1,38 @@
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use nigehban_event::Event;
-use nigehban_sigma::{RuleId, RuleSet};
+use nigehban_event::{Event, Position, Value};
+use nigehban_sigma::correlation::{CorrelationEngine, CorrelationHit, RuleRef};
+use nigehban_sigma::{Level, RuleId, RuleSet};
 
-use crate::{Detection, Detector, Engine, RuleInfo};
+use crate::{Detection, Detector, Engine, Findings, Observation, RuleInfo};
 
-/// Sigma rules as a [`Detector`].
+/// Sigma rules, and the Sigma correlation rules among them, as a [`Detector`].
 pub struct SigmaDetector {
     rules: Arc<RuleSet>,
     info: Vec<Arc<RuleInfo>>,
+    correlation_info: Vec<Arc<RuleInfo>>,
+    /// Per rule: whether its matches are reported on their own.
+    standalone: Vec<bool>,
+    /// Per rule: the fields correlation rules read from its events (`None`: not referenced).
+    correlated_fields: Vec<Option<Vec<String>>>,
+    min_level: Option<Level>,
 }
 
 /// Fields every Windows detection shows, before the rule's own.
 const COMMON_FIELDS: &[&str] = &["EventID", "Channel"];
+
+fn rule_info(engine: Engine, r: &nigehban_sigma::Rule, path: &str, key_fields: Vec<String>) -> Arc<RuleInfo> {
+    Arc::new(RuleInfo {
+        engine,
+        id: r.id.clone().or_else(|| r.name.clone()).unwrap_or_else(|| r.title.clone()),
+        title: r.title.clone(),
+        level: r.level,
+        tags: r.attack_tags().map(str::to_owned).collect(),
+        path: path.to_owned(),
+        key_fields,
+    })
+}
 
 impl SigmaDetector {
     pub fn new(rules: Arc<RuleSet>) -> Self {
@@ -27,18 +47,41 @@ impl SigmaDetector {
                         key_fields.push(f);
                     }
                 }
-                Arc::new(RuleInfo {
-                    engine: Engine::Sigma,
-                    id: r.id.clone().unwrap_or_else(|| r.title.clone()),
-                    title: r.title.clone(),
-                    level: r.level,
-                    tags: r.attack_tags().map(str::to_owned).collect(),
-                    path: loaded.path.to_string(),
-                    key_fields,
-                })
+                rule_info(Engine::Sigma, r, &loaded.path, key_fields)
             })
             .collect();
-        SigmaDetector { rules, info }
+        let correlation_info = rules
+            .correlations()
+            .iter()
+            .map(|(loaded, _)| rule_info(Engine::Correlation, &loaded.rule, &loaded.path, Vec::new()))
+            .collect();
+        let engine = CorrelationEngine::new(rules.correlations());
+        let mut standalone = Vec::with_capacity(rules.len());
+        let mut correlated_fields = Vec::with_capacity(rules.len());
+        for (id, _) in rules.rules() {
+            let r = RuleRef::Rule(id);
+            standalone.push(engine.standalone(r));
+            correlated_fields.push(engine.is_referenced(r).then(|| {
+                let mut fields = BTreeSet::new();
+                for (_, c) in rules.correlations() {
+                    if !c.rules.contains(&r) {
+                        continue;
+                    }
+                    for name in c.group_by.iter().chain(c.value_fields.iter()) {
+                        fields.insert(c.field_for(name, r).to_owned());
+                    }
+                }
+                fields.into_iter().collect()
+            }));
+        }
+        SigmaDetector { rules, info, correlation_info, standalone, correlated_fields, min_level: None }
+    }
+
+    /// Reports only detections of rules at this level or above (all rules still run, so that
+    /// correlation rules keep the low-level rules they count).
+    pub fn with_min_level(mut self, min: Option<Level>) -> Self {
+        self.min_level = min;
+        self
     }
 
     pub fn rules(&self) -> &RuleSet {
@@ -47,6 +90,33 @@ impl SigmaDetector {
 
     pub fn info(&self, id: RuleId) -> &Arc<RuleInfo> {
         &self.info[id.0 as usize]
+    }
+
+    fn reportable(&self, level: Level) -> bool {
+        self.min_level.is_none_or(|m| level >= m)
+    }
+
+    fn hit_detection(&self, hit: &CorrelationHit) -> Option<Detection> {
+        let rule = self.correlation_info.get(hit.correlation)?.clone();
+        let first = hit.evidence.first();
+        let mut fields: Vec<(String, String)> = hit.group.clone();
+        fields.push(("count".into(), hit.count.to_string()));
+        if !hit.values.is_empty() {
+            fields.push(("values".into(), hit.values.join(", ")));
+        }
+        fields.push(("window".into(), format!("{} .. {}", hit.start, hit.end)));
+        fields.push((
+            "evidence".into(),
+            hit.evidence.iter().map(|e| format!("{} {}", e.source.name, e.position)).collect::<Vec<_>>().join("; "),
+        ));
+        Some(Detection {
+            rule,
+            timestamp: Some(hit.end),
+            host: None,
+            source: first.map(|e| Arc::from(e.source.name.as_str())).unwrap_or_else(|| Arc::from("")),
+            position: first.map(|e| e.position).unwrap_or(Position::Line(0)),
+            fields,
+        })
     }
 }
 
@@ -83,11 +153,48 @@ fn detection_fields(detection: &serde_json::Value) -> Vec<String> {
 }
 
 impl Detector for SigmaDetector {
-    fn detect(&self, event: &Event, source: &Arc<str>, out: &mut Vec<Detection>) {
+    fn detect(&self, event: &Event, source: &Arc<str>, out: &mut Findings) {
         let mut ids = Vec::new();
         self.rules.matches(event, &mut ids);
+        let mut observed: Vec<u32> = Vec::new();
+        let mut wanted: Vec<&str> = Vec::new();
         for id in ids {
-            out.push(Detection::new(self.info[id.0 as usize].clone(), event, source.clone()));
+            let i = id.0 as usize;
+            if let Some(fields) = &self.correlated_fields[i] {
+                observed.push(id.0);
+                wanted.extend(fields.iter().map(String::as_str));
+            }
+            if self.standalone[i] && self.reportable(self.info[i].level) {
+                out.detections.push(Detection::new(self.info[i].clone(), event, source.clone()));
+            }
         }
+        if !observed.is_empty() {
+            // Keep only what correlation reads: the time, where it was, and its group fields.
+            let mut slim = Event::new(event.source.clone(), event.position, event.product, event.format);
+            slim.timestamp = event.timestamp;
+            for name in wanted {
+                if slim.get_exact(name).is_none()
+                    && let Some(v) = event.get(name)
+                    && !matches!(v, Value::Null)
+                {
+                    slim.set(name, v.clone());
+                }
+            }
+            out.observations.push(Observation { event: slim, rules: observed });
+        }
+    }
+
+    fn correlate(&self, observations: Vec<Observation>) -> Vec<Detection> {
+        if self.rules.correlations().is_empty() {
+            return Vec::new();
+        }
+        let mut engine = CorrelationEngine::new(self.rules.correlations());
+        let mut hits = Vec::new();
+        for o in &observations {
+            let ids: Vec<RuleId> = o.rules.iter().map(|&i| RuleId(i)).collect();
+            engine.observe_all(&ids, &o.event, &mut hits);
+        }
+        engine.flush(&mut hits);
+        hits.iter().filter_map(|h| self.hit_detection(h)).filter(|d| self.reportable(d.rule.level)).collect()
     }
 }

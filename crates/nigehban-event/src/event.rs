@@ -1,4 +1,5 @@
-use std::sync::Arc;
+use std::cmp::Ordering;
+use std::sync::{Arc, OnceLock};
 
 use crate::value::Value;
 
@@ -82,6 +83,9 @@ pub struct Event {
     /// The format the reader recognised (`evtx`, `json`, `syslog`, `zeek` …).
     pub format: &'static str,
     fields: Vec<Field>,
+    /// Field positions sorted by ASCII-case-folded name, built on the first lookup and
+    /// dropped by every change, so that a rule's many lookups cost a binary search each.
+    index: OnceLock<Box<[u32]>>,
     /// The original record, kept for evidence: the JSON rendering of an EVTX record, the line
     /// of a text log, the JSON object of a JSON log.
     pub raw: Box<str>,
@@ -96,6 +100,7 @@ impl Event {
             product,
             format,
             fields: Vec::new(),
+            index: OnceLock::new(),
             raw: Box::default(),
         }
     }
@@ -110,30 +115,54 @@ impl Event {
         if let Some(f) = self.fields.iter_mut().find(|f| f.name == name) {
             f.value = value;
         } else {
-            self.fields.push(Field { name, value });
+            self.push_field(Field { name, value });
         }
     }
 
     /// Adds a field unless one of that name is already present.
     pub fn set_default(&mut self, name: &str, value: Value) {
         if self.get_exact(name).is_none() {
-            self.fields.push(Field { name: name.into(), value });
+            self.push_field(Field { name: name.into(), value });
         }
+    }
+
+    fn push_field(&mut self, field: Field) {
+        self.fields.push(field);
+        self.index.take();
     }
 
     pub fn get_exact(&self, name: &str) -> Option<&Value> {
         self.fields.iter().find(|f| &*f.name == name).map(|f| &f.value)
     }
 
-    /// Looks a field up by name: exactly first, then ignoring ASCII case (Windows field names
-    /// are case-insensitive in practice: `CommandLine` vs `Commandline`).
+    /// Looks a field up by name: an exact match first, else one whose name differs only in
+    /// ASCII case (Windows field names are case-insensitive in practice: `CommandLine` vs
+    /// `Commandline`).
     pub fn get(&self, name: &str) -> Option<&Value> {
-        self.get_exact(name).or_else(|| {
-            self.fields
-                .iter()
-                .find(|f| f.name.eq_ignore_ascii_case(name))
-                .map(|f| &f.value)
-        })
+        self.get_folded(name, &name.to_ascii_lowercase())
+    }
+
+    /// [`Event::get`] for callers that keep the ASCII-lowercase form of the name (compiled
+    /// rules), sparing one allocation per lookup.
+    pub fn get_folded(&self, name: &str, lower: &str) -> Option<&Value> {
+        let index = self.index.get_or_init(|| {
+            let mut idx: Vec<u32> = (0..self.fields.len() as u32).collect();
+            idx.sort_by(|a, b| fold_cmp(&self.fields[*a as usize].name, &self.fields[*b as usize].name));
+            idx.into_boxed_slice()
+        });
+        let start = index.partition_point(|i| fold_cmp(&self.fields[*i as usize].name, lower) == Ordering::Less);
+        let mut first = None;
+        for i in &index[start..] {
+            let f = &self.fields[*i as usize];
+            if fold_cmp(&f.name, lower) != Ordering::Equal {
+                break;
+            }
+            if &*f.name == name {
+                return Some(&f.value);
+            }
+            first.get_or_insert(&f.value);
+        }
+        first
     }
 
     /// The text of a field, if present and scalar.
@@ -165,10 +194,11 @@ impl Event {
                     }
                 }
                 self.fields.extend(sub.fields);
+                self.index.take();
             }
             leaf => {
                 if !prefix.is_empty() {
-                    self.fields.push(Field { name: prefix.into(), value: Value::from_json(leaf) });
+                    self.push_field(Field { name: prefix.into(), value: Value::from_json(leaf) });
                 }
             }
         }
@@ -191,6 +221,12 @@ impl Event {
     }
 }
 
+/// Compares `a`, folded to ASCII lowercase, with `lower` (already lowercase), without
+/// allocating.
+fn fold_cmp(a: &str, lower: &str) -> Ordering {
+    a.bytes().map(|b| b.to_ascii_lowercase()).cmp(lower.bytes().map(|b| b.to_ascii_lowercase()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -203,6 +239,9 @@ mod tests {
         assert_eq!(e.get("commandline"), Some(&Value::str("b")));
         assert_eq!(e.get("COMMANDLINE"), Some(&Value::str("a")));
         assert_eq!(e.get("Image"), None);
+        e.set("Image", Value::str("c"));
+        assert_eq!(e.get("image"), Some(&Value::str("c")));
+        assert_eq!(e.get_folded("IMAGE", "image"), Some(&Value::str("c")));
     }
 
     #[test]

@@ -67,10 +67,7 @@ pub fn probe(path: &Path, forced: Option<Format>) -> Result<Input, String> {
     if gzip {
         let file = File::open(path).map_err(|e| format!("cannot open: {e}"))?;
         head.clear();
-        MultiGzDecoder::new(file)
-            .take(4096)
-            .read_to_end(&mut head)
-            .map_err(|e| format!("gzip: {e}"))?;
+        MultiGzDecoder::new(file).take(4096).read_to_end(&mut head).map_err(|e| format!("gzip: {e}"))?;
     }
     let format = match forced {
         Some(f) => f,

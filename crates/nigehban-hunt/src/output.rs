@@ -74,7 +74,17 @@ pub fn write_detections(out: &mut dyn Write, format: OutputFormat, detections: &
         }
         OutputFormat::Csv => {
             let mut w = csv::Writer::from_writer(out);
-            w.write_record(["timestamp", "level", "rule_title", "rule_id", "tags", "host", "source", "position", "details"])?;
+            w.write_record([
+                "timestamp",
+                "level",
+                "rule_title",
+                "rule_id",
+                "tags",
+                "host",
+                "source",
+                "position",
+                "details",
+            ])?;
             for d in detections {
                 w.write_record([
                     time_text(d),
@@ -94,7 +104,8 @@ pub fn write_detections(out: &mut dyn Write, format: OutputFormat, detections: &
 }
 
 fn write_table(out: &mut dyn Write, detections: &[Detection]) -> io::Result<()> {
-    let host_w = detections.iter().map(|d| d.host.as_deref().unwrap_or("-").chars().count()).max().unwrap_or(4).clamp(4, 24);
+    let host_w =
+        detections.iter().map(|d| d.host.as_deref().unwrap_or("-").chars().count()).max().unwrap_or(4).clamp(4, 24);
     let title_w = detections.iter().map(|d| d.rule.title.chars().count()).max().unwrap_or(4).clamp(4, 60);
     writeln!(out, "{:<24} {:<13} {:<host_w$} {:<title_w$} Details", "Timestamp", "Level", "Host", "Rule")?;
     for d in detections {
@@ -163,7 +174,11 @@ pub fn write_summary(
         rules.loaded,
         rules.correlations,
         rules.failed,
-        if rules.below_min_level > 0 { format!(", {} below --min-level", rules.below_min_level) } else { String::new() }
+        if rules.below_min_level > 0 {
+            format!(", {} below --min-level", rules.below_min_level)
+        } else {
+            String::new()
+        }
     )?;
     let mut by_level: HashMap<Level, usize> = HashMap::new();
     let mut by_rule: HashMap<(&str, &str, Level), usize> = HashMap::new();
@@ -173,7 +188,8 @@ pub fn write_summary(
         *by_rule.entry((&d.rule.title, &d.rule.id, d.rule.level)).or_default() += 1;
         *by_host.entry(d.host.as_deref().unwrap_or("-")).or_default() += 1;
     }
-    let levels: Vec<String> = Level::ALL.iter().rev().map(|l| format!("{} {}", l, by_level.get(l).unwrap_or(&0))).collect();
+    let levels: Vec<String> =
+        Level::ALL.iter().rev().map(|l| format!("{} {}", l, by_level.get(l).unwrap_or(&0))).collect();
     writeln!(out, "  detections: {} ({})", detections.len(), levels.join(", "))?;
     let mut rules_sorted: Vec<_> = by_rule.into_iter().collect();
     rules_sorted.sort_by(|a, b| b.1.cmp(&a.1).then(b.0.2.cmp(&a.0.2)).then(a.0.0.cmp(b.0.0)));

@@ -2,21 +2,14 @@
 
 use std::path::{Path, PathBuf};
 
-use nigehban_sigma::rule::Level;
+use nigehban_sigma::ruleset::{Prepared, prepare};
 use nigehban_sigma::{RuleSet, RuleSetBuilder};
+use rayon::prelude::*;
 
-/// Rules below `min_level` are left out (and counted).
-#[derive(Clone, Debug, Default)]
-pub struct RuleOptions {
-    pub min_level: Option<Level>,
-}
-
-/// The rule set and what loading it left out.
+/// The rule set and the files that could not be read.
 pub struct LoadedRules {
     pub rules: RuleSet,
-    /// Rules not loaded because their level is below the minimum.
-    pub below_min_level: usize,
-    /// Files that could not be read at all (path, reason).
+    /// Files or folders that could not be read at all (path, reason).
     pub unreadable: Vec<(PathBuf, String)>,
 }
 
@@ -36,40 +29,46 @@ fn display_name(root: &Path, path: &Path) -> String {
     }
 }
 
-/// Reads every `.yml`/`.yaml` file under `paths` (recursively, in name order).
-pub fn load(paths: &[PathBuf], options: &RuleOptions) -> LoadedRules {
-    let mut builder = RuleSetBuilder::new();
+/// Reads every `.yml`/`.yaml` file under `paths` (recursively). Files are parsed and compiled
+/// in parallel and added in path order, so rule ids are the same on every run.
+pub fn load(paths: &[PathBuf]) -> LoadedRules {
     let mut unreadable = Vec::new();
-    let mut below = 0;
+    let mut files: Vec<(PathBuf, String)> = Vec::new();
     for root in paths {
-        let mut files = Vec::new();
         if root.is_file() {
-            files.push(root.clone());
-        } else {
-            for entry in walkdir::WalkDir::new(root).sort_by_file_name() {
-                match entry {
-                    Ok(e) if e.file_type().is_file() && is_rule_file(e.path()) => files.push(e.into_path()),
-                    Ok(_) => {}
-                    Err(e) => unreadable.push((root.clone(), e.to_string())),
-                }
-            }
+            files.push((root.clone(), root.display().to_string()));
+            continue;
         }
-        if files.is_empty() && !root.exists() {
+        if !root.exists() {
             unreadable.push((root.clone(), "no such file or folder".into()));
+            continue;
         }
-        for path in files {
-            let name = if root.is_file() { path.display().to_string() } else { display_name(root, &path) };
-            match std::fs::read_to_string(&path) {
-                Ok(text) => {
-                    if let Some(min) = options.min_level {
-                        below += builder.add_yaml_min_level(&name, &text, min);
-                    } else {
-                        builder.add_yaml(&name, &text);
-                    }
+        for entry in walkdir::WalkDir::new(root).sort_by_file_name() {
+            match entry {
+                Ok(e) if e.file_type().is_file() && is_rule_file(e.path()) => {
+                    let name = display_name(root, e.path());
+                    files.push((e.into_path(), name));
                 }
-                Err(e) => unreadable.push((path, e.to_string())),
+                Ok(_) => {}
+                Err(e) => {
+                    unreadable.push((e.path().map(Path::to_path_buf).unwrap_or_else(|| root.clone()), e.to_string()))
+                }
             }
         }
     }
-    LoadedRules { rules: builder.build(), below_min_level: below, unreadable }
+    let prepared: Vec<Result<Prepared, (PathBuf, String)>> = files
+        .par_iter()
+        .map(|(path, name)| match std::fs::read_to_string(path) {
+            Ok(text) => Ok(prepare(name, &text)),
+            Err(e) => Err((path.clone(), e.to_string())),
+        })
+        .collect();
+    let mut builder = RuleSetBuilder::new();
+    for p in prepared {
+        match p {
+            Ok(p) => builder.add_prepared(p),
+            Err(e) => unreadable.push(e),
+        }
+    }
+    LoadedRules { rules: builder.build(), unreadable }
 }

@@ -9,7 +9,7 @@ use std::io::{Read, Seek, SeekFrom};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use nigehban_detect::{Detection, Detector};
+use nigehban_detect::{Detection, Detector, Findings};
 use nigehban_event::read::{self, evtx};
 use nigehban_event::{Diagnostic, Event, Format, Item, Source};
 use rayon::prelude::*;
@@ -59,7 +59,7 @@ struct Shared<'a> {
     detector: &'a dyn Detector,
     options: &'a HuntOptions,
     progress: &'a Progress,
-    detections: Mutex<Vec<Detection>>,
+    findings: Mutex<Findings>,
     diagnostics: Mutex<(Vec<Diagnostic>, u64)>,
     per_format: Mutex<Vec<(Format, u64)>>,
     filtered: AtomicU64,
@@ -96,7 +96,7 @@ impl Shared<'_> {
     }
 
     /// Runs the detector over a batch of reader items; returns the number of events.
-    fn process(&self, items: impl Iterator<Item = Item>, source: &Arc<str>, local: &mut Vec<Detection>) -> u64 {
+    fn process(&self, items: impl Iterator<Item = Item>, source: &Arc<str>, local: &mut Findings) -> u64 {
         let mut n = 0;
         let mut filtered = 0;
         for item in items {
@@ -107,9 +107,9 @@ impl Shared<'_> {
                         filtered += 1;
                         continue;
                     }
-                    let before = local.len();
+                    let before = local.detections.len();
                     self.detector.detect(&event, source, local);
-                    let found = (local.len() - before) as u64;
+                    let found = (local.detections.len() - before) as u64;
                     if found > 0 {
                         self.progress.detections.fetch_add(found, Ordering::Relaxed);
                     }
@@ -124,17 +124,17 @@ impl Shared<'_> {
         n
     }
 
-    fn flush(&self, local: &mut Vec<Detection>) {
+    fn flush(&self, local: &mut Findings) {
         if local.is_empty() {
             return;
         }
-        if let Ok(mut g) = self.detections.lock() {
+        if let Ok(mut g) = self.findings.lock() {
             g.append(local);
         }
     }
 
     fn run_unit(&self, unit: &Unit) {
-        let mut local = Vec::new();
+        let mut local = Findings::default();
         match unit {
             Unit::Text(input) => self.run_text(input, &mut local),
             Unit::Evtx { input, first_chunk, chunks } => self.run_evtx(input, *first_chunk, *chunks, &mut local),
@@ -142,13 +142,17 @@ impl Shared<'_> {
         self.flush(&mut local);
     }
 
-    fn run_text(&self, input: &Input, local: &mut Vec<Detection>) {
+    fn run_text(&self, input: &Input, local: &mut Findings) {
         let name: Arc<str> = input.path.display().to_string().into();
         let source = Source::file(name.to_string());
         let reader = match inputs::open_text(input) {
             Ok(r) => r,
             Err(e) => {
-                self.diagnostic(Diagnostic { source: name.to_string(), position: None, message: format!("cannot open: {e}") });
+                self.diagnostic(Diagnostic {
+                    source: name.to_string(),
+                    position: None,
+                    message: format!("cannot open: {e}"),
+                });
                 return;
             }
         };
@@ -163,7 +167,7 @@ impl Shared<'_> {
         self.count_format(input.format, n);
     }
 
-    fn run_evtx(&self, input: &Input, first_chunk: u64, chunks: u64, local: &mut Vec<Detection>) {
+    fn run_evtx(&self, input: &Input, first_chunk: u64, chunks: u64, local: &mut Findings) {
         let name: Arc<str> = input.path.display().to_string().into();
         let source = Source::file(name.to_string());
         let diag = |message: String, offset: Option<u64>| Diagnostic {
@@ -210,7 +214,10 @@ impl Shared<'_> {
             self.progress.bytes.fetch_add(filled as u64, Ordering::Relaxed);
             if filled < data.len() {
                 if filled > 0 && data[..filled].iter().any(|b| *b != 0) {
-                    self.diagnostic(diag(format!("truncated chunk ({filled} of {} bytes) skipped", evtx::CHUNK_SIZE), Some(offset)));
+                    self.diagnostic(diag(
+                        format!("truncated chunk ({filled} of {} bytes) skipped", evtx::CHUNK_SIZE),
+                        Some(offset),
+                    ));
                 }
                 break;
             }
@@ -275,14 +282,24 @@ pub fn hunt(
         detector,
         options,
         progress,
-        detections: Mutex::new(Vec::new()),
+        findings: Mutex::new(Findings::default()),
         diagnostics: Mutex::new((Vec::new(), 0)),
         per_format: Mutex::new(Vec::new()),
         filtered: AtomicU64::new(0),
     };
     units.par_iter().for_each(|u| shared.run_unit(u));
 
-    let mut detections = shared.detections.into_inner().unwrap_or_default();
+    let Findings { mut detections, mut observations } = shared.findings.into_inner().unwrap_or_default();
+    // Correlation runs over the observations in event-time order, whatever order the
+    // parallel readers produced them in.
+    observations.sort_by(|a, b| {
+        (a.event.timestamp, &a.event.source.name, position_key_of(a.event.position)).cmp(&(
+            b.event.timestamp,
+            &b.event.source.name,
+            position_key_of(b.event.position),
+        ))
+    });
+    detections.extend(detector.correlate(observations));
     detections.sort_by(|a, b| {
         (a.timestamp.is_none(), a.timestamp, &a.source, position_key(a), &a.rule.id).cmp(&(
             b.timestamp.is_none(),
@@ -310,7 +327,11 @@ pub fn hunt(
 }
 
 fn position_key(d: &Detection) -> (u64, u64) {
-    match d.position {
+    position_key_of(d.position)
+}
+
+fn position_key_of(p: nigehban_event::Position) -> (u64, u64) {
+    match p {
         nigehban_event::Position::Line(n) => (n, 0),
         nigehban_event::Position::Offset(o) => (o, 0),
         nigehban_event::Position::EvtxRecord { record_id, chunk_offset } => (chunk_offset, record_id),

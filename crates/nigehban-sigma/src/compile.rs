@@ -41,9 +41,22 @@ pub enum StrKind {
 #[derive(Clone, Debug)]
 pub enum Matcher {
     /// Plain text comparison (needle lowercased unless `cased`).
-    Str { kind: StrKind, needle: Box<str>, finder: Option<memmem::Finder<'static>>, cased: bool },
-    /// A value with inner wildcards, as an anchored regular expression.
-    Glob { regex: Regex, cased: bool },
+    Str {
+        kind: StrKind,
+        needle: Box<str>,
+        finder: Option<Box<memmem::Finder<'static>>>,
+        cased: bool,
+        /// For an exact needle that is an integer in canonical form: compared with integer
+        /// values directly, without printing them.
+        int: Option<i64>,
+    },
+    /// A value with inner wildcards, as an anchored regular expression; `literal` is its
+    /// longest literal piece (for the prefilter).
+    Glob {
+        regex: Regex,
+        cased: bool,
+        literal: Option<String>,
+    },
     /// The `re` modifier: a regular expression matched anywhere in the value.
     Regex(Regex),
     Cidr(Vec<IpNet>),
@@ -53,7 +66,11 @@ pub enum Matcher {
     /// `exists`: the field is present (true) or absent (false).
     Exists(bool),
     /// `fieldref`: compared with the value of another field of the same event.
-    FieldRef { other: Box<str>, kind: StrKind, cased: bool },
+    FieldRef {
+        other: Box<str>,
+        kind: StrKind,
+        cased: bool,
+    },
     /// Expansions of one value (windash, base64offset): any of them.
     Any(Vec<Matcher>),
 }
@@ -62,6 +79,8 @@ pub enum Matcher {
 #[derive(Clone, Debug)]
 pub struct FieldItem {
     pub field: Option<Box<str>>,
+    /// `field` in ASCII lowercase, for case-insensitive lookups without allocating.
+    pub field_lower: Box<str>,
     pub matchers: Vec<Matcher>,
     /// `all`: every value must match (default: any).
     pub all: bool,
@@ -107,10 +126,12 @@ impl CompiledDetection {
                 continue;
             }
             if name == "timeframe" {
-                return Err(Error::Unsupported("`timeframe` in a detection (Sigma v1 aggregation); use a correlation rule".into()));
+                return Err(Error::Unsupported(
+                    "`timeframe` in a detection (Sigma v1 aggregation); use a correlation rule".into(),
+                ));
             }
-            let search = compile_search(body, map_field)
-                .map_err(|message| Error::Search { search: name.clone(), message })?;
+            let search =
+                compile_search(body, map_field).map_err(|message| Error::Search { search: name.clone(), message })?;
             names.push(name.clone());
             searches.push(search);
         }
@@ -119,7 +140,9 @@ impl CompiledDetection {
         }
         let mut exprs = Vec::new();
         for c in &conditions {
-            exprs.push(condition::parse(c, &names).map_err(|message| Error::Condition { condition: c.clone(), message })?);
+            exprs.push(
+                condition::parse(c, &names).map_err(|message| Error::Condition { condition: c.clone(), message })?,
+            );
         }
         let condition = if exprs.len() == 1 { exprs.remove(0) } else { Expr::Or(exprs) };
         Ok(CompiledDetection { names, searches, condition })
@@ -140,6 +163,86 @@ impl CompiledDetection {
     }
 }
 
+/// A necessary condition for a detection to match: at least one of these lowercase
+/// literals occurs in a text value of the event. `None` when no such set can be derived
+/// (negations, regular expressions, numeric comparisons …): the rule is then always tested.
+pub type Needles = Option<Vec<String>>;
+
+impl CompiledDetection {
+    /// The literals of which at least one must occur in the event's text values for the
+    /// detection to match (see [`Needles`]).
+    pub fn needles(&self) -> Needles {
+        self.expr_needles(&self.condition)
+    }
+
+    fn expr_needles(&self, expr: &Expr) -> Needles {
+        match expr {
+            Expr::Search(i) => self.searches.get(*i).and_then(search_needles),
+            Expr::Not(_) => None,
+            Expr::False => Some(Vec::new()),
+            // Any one conjunct's literals are necessary; take the most selective.
+            Expr::And(items) => best(items.iter().map(|e| self.expr_needles(e))),
+            Expr::Or(items) => union(items.iter().map(|e| self.expr_needles(e))),
+        }
+    }
+}
+
+/// The most selective of several alternatives, each sufficient alone: the set whose shortest
+/// literal is longest.
+fn best(sets: impl Iterator<Item = Needles>) -> Needles {
+    sets.flatten().max_by_key(|set| set.iter().map(String::len).min().unwrap_or(usize::MAX))
+}
+
+fn union(sets: impl Iterator<Item = Needles>) -> Needles {
+    let mut out = Vec::new();
+    for set in sets {
+        out.extend(set?);
+    }
+    Some(out)
+}
+
+fn search_needles(search: &Search) -> Needles {
+    match search {
+        Search::All(items) => best(items.iter().map(item_needles)),
+        Search::Any(maps) => union(maps.iter().map(|items| best(items.iter().map(item_needles)))),
+    }
+}
+
+fn item_needles(item: &FieldItem) -> Needles {
+    if item.all {
+        best(item.matchers.iter().map(matcher_needles))
+    } else {
+        union(item.matchers.iter().map(matcher_needles))
+    }
+}
+
+/// Literals that could also be the text of a number or boolean are no use: those values
+/// are not scanned as text.
+fn usable(needle: &str) -> bool {
+    needle.len() >= 2
+        && !needle.chars().all(|c| c.is_ascii_digit() || matches!(c, '-' | '+' | '.' | 'e' | 'E'))
+        && !matches!(needle, "true" | "false" | "null" | "inf" | "nan")
+}
+
+fn matcher_needles(m: &Matcher) -> Needles {
+    match m {
+        Matcher::Str { needle, .. } => {
+            let lower = needle.to_lowercase();
+            usable(&lower).then(|| vec![lower])
+        }
+        Matcher::Glob { literal, .. } => {
+            literal.as_ref().map(|l| l.to_lowercase()).filter(|l| usable(l)).map(|l| vec![l])
+        }
+        Matcher::Any(ms) => union(ms.iter().map(matcher_needles)),
+        Matcher::Regex(_)
+        | Matcher::Cidr(_)
+        | Matcher::Cmp(..)
+        | Matcher::Null
+        | Matcher::Exists(_)
+        | Matcher::FieldRef { .. } => None,
+    }
+}
+
 fn search_matches(search: &Search, event: &Event) -> bool {
     match search {
         Search::All(items) => items.iter().all(|i| item_matches(i, event)),
@@ -153,7 +256,7 @@ fn item_matches(item: &FieldItem, event: &Event) -> bool {
         let test = |m: &Matcher| event.fields().iter().any(|f| value_matches(m, Some(&f.value), event));
         return if item.all { item.matchers.iter().all(test) } else { item.matchers.iter().any(test) };
     };
-    let value = event.get(field);
+    let value = event.get_folded(field, &item.field_lower);
     if item.all {
         item.matchers.iter().all(|m| value_matches(m, value, event))
     } else {
@@ -187,11 +290,14 @@ fn str_test(kind: StrKind, hay: &str, needle: &str, finder: Option<&memmem::Find
 
 fn scalar_matches(m: &Matcher, v: &Value, event: &Event) -> bool {
     match m {
-        Matcher::Str { kind, needle, finder, cased } => {
+        Matcher::Str { kind: StrKind::Exact, int: Some(n), .. } if matches!(v, Value::Int(_)) => *v == Value::Int(*n),
+        // An integer prints in canonical form, so it never equals a needle that is not one.
+        Matcher::Str { kind: StrKind::Exact, int: None, .. } if matches!(v, Value::Int(_)) => false,
+        Matcher::Str { kind, needle, finder, cased, .. } => {
             let text = if *cased { v.as_text() } else { v.as_lower_text() };
-            text.is_some_and(|t| str_test(*kind, &t, needle, finder.as_ref()))
+            text.is_some_and(|t| str_test(*kind, &t, needle, finder.as_deref()))
         }
-        Matcher::Glob { regex, cased } => {
+        Matcher::Glob { regex, cased, .. } => {
             let text = if *cased { v.as_text() } else { v.as_lower_text() };
             text.is_some_and(|t| regex.is_match(&t))
         }
@@ -245,7 +351,10 @@ fn compile_search(body: &Json, map_field: &dyn Fn(&str) -> String) -> Result<Sea
     }
 }
 
-fn compile_map(map: &serde_json::Map<String, Json>, map_field: &dyn Fn(&str) -> String) -> Result<Vec<FieldItem>, String> {
+fn compile_map(
+    map: &serde_json::Map<String, Json>,
+    map_field: &dyn Fn(&str) -> String,
+) -> Result<Vec<FieldItem>, String> {
     let mut out = Vec::with_capacity(map.len());
     for (key, values) in map {
         let mut parts = key.split('|');
@@ -338,7 +447,12 @@ fn compile_item(field: Option<&str>, modifiers: &[&str], values: &[Json]) -> Res
     for v in values {
         matchers.push(compile_value(&mods, field.is_some(), v)?);
     }
-    Ok(FieldItem { field: field.map(Into::into), matchers, all: mods.all })
+    Ok(FieldItem {
+        field: field.map(Into::into),
+        field_lower: field.unwrap_or_default().to_ascii_lowercase().into(),
+        matchers,
+        all: mods.all,
+    })
 }
 
 fn compile_value(mods: &Mods, has_field: bool, v: &Json) -> Result<Matcher, String> {
@@ -368,10 +482,7 @@ fn compile_value(mods: &Mods, has_field: bool, v: &Json) -> Result<Matcher, Stri
         return Ok(Matcher::Cmp(op, n));
     }
     if mods.cidr {
-        let nets = text
-            .split(',')
-            .map(|c| parse_cidr(c.trim()))
-            .collect::<Result<Vec<_>, _>>()?;
+        let nets = text.split(',').map(|c| parse_cidr(c.trim())).collect::<Result<Vec<_>, _>>()?;
         return Ok(Matcher::Cidr(nets));
     }
     if mods.re {
@@ -381,11 +492,17 @@ fn compile_value(mods: &Mods, has_field: bool, v: &Json) -> Result<Matcher, Stri
             .dot_matches_new_line(mods.re_s)
             .size_limit(1 << 23)
             .build()
-            .map_err(|e| format!("regular expression `{text}`: {}", e.to_string().lines().last().unwrap_or("invalid")))?;
+            .map_err(|e| {
+                format!("regular expression `{text}`: {}", e.to_string().lines().last().unwrap_or("invalid"))
+            })?;
         return Ok(Matcher::Regex(re));
     }
     if mods.fieldref {
-        return Ok(Matcher::FieldRef { other: text.into(), kind: mods.kind.unwrap_or(StrKind::Exact), cased: mods.cased });
+        return Ok(Matcher::FieldRef {
+            other: text.into(),
+            kind: mods.kind.unwrap_or(StrKind::Exact),
+            cased: mods.cased,
+        });
     }
 
     let mut s = SigmaString::parse(&text);
@@ -464,21 +581,29 @@ pub fn string_matcher(s: &SigmaString, cased: bool) -> Result<Matcher, String> {
     let n = s.parts.len();
     let simple = |kind: StrKind, needle: &str| {
         let needle = fold(needle);
-        let finder = (kind == StrKind::Contains).then(|| memmem::Finder::new(needle.as_bytes()).into_owned());
-        Matcher::Str { kind, needle: needle.into(), finder, cased }
+        let finder = (kind == StrKind::Contains).then(|| Box::new(memmem::Finder::new(needle.as_bytes()).into_owned()));
+        let int =
+            (kind == StrKind::Exact).then(|| needle.parse::<i64>().ok().filter(|n| n.to_string() == needle)).flatten();
+        Matcher::Str { kind, needle: needle.into(), finder, cased, int }
     };
     if !has_one {
         match (n, s.parts.as_slice()) {
             (0, _) => return Ok(simple(StrKind::Exact, "")),
             (1, [Part::Lit(l)]) => return Ok(simple(StrKind::Exact, l)),
-            (1, [Part::Star]) => return Ok(Matcher::Glob { regex: glob_regex(s, cased)?, cased }),
+            (1, [Part::Star]) => return Ok(Matcher::Glob { regex: glob_regex(s, cased)?, cased, literal: None }),
             (2, [Part::Lit(l), Part::Star]) => return Ok(simple(StrKind::StartsWith, l)),
             (2, [Part::Star, Part::Lit(l)]) => return Ok(simple(StrKind::EndsWith, l)),
             (3, [Part::Star, Part::Lit(l), Part::Star]) => return Ok(simple(StrKind::Contains, l)),
             _ => {}
         }
     }
-    Ok(Matcher::Glob { regex: glob_regex(s, cased)?, cased })
+    let literal = s
+        .parts
+        .iter()
+        .filter_map(|p| if let Part::Lit(l) = p { Some(l) } else { None })
+        .max_by_key(|l| l.len())
+        .cloned();
+    Ok(Matcher::Glob { regex: glob_regex(s, cased)?, cased, literal })
 }
 
 fn glob_regex(s: &SigmaString, cased: bool) -> Result<Regex, String> {
@@ -526,7 +651,9 @@ mod tests {
 
     #[test]
     fn modifiers_contains_startswith_endswith_all() {
-        let d = det("sel:\n  CommandLine|contains|all: [' -enc ', 'hidden']\n  Image|endswith: '\\powershell.exe'\ncondition: sel\n");
+        let d = det(
+            "sel:\n  CommandLine|contains|all: [' -enc ', 'hidden']\n  Image|endswith: '\\powershell.exe'\ncondition: sel\n",
+        );
         let hit = event(&[("CommandLine", s("powershell -w HIDDEN -enc AAAA")), ("Image", s("C:\\x\\PowerShell.exe"))]);
         assert!(d.matches(&hit));
         let miss = event(&[("CommandLine", s("powershell -enc AAAA")), ("Image", s("C:\\x\\PowerShell.exe"))]);
@@ -552,12 +679,35 @@ mod tests {
 
     #[test]
     fn regex_cidr_compare_cased_fieldref() {
-        let d = det("sel:\n  A|re: '^ab+c$'\n  B|cidr: ['10.0.0.0/8', '192.168.1.0/24']\n  C|gte: 5\n  D|cased: 'MiXed'\n  E|fieldref: F\ncondition: sel\n");
-        let ok = event(&[("A", s("abbbc")), ("B", s("10.1.2.3")), ("C", Value::Int(7)), ("D", s("MiXed")), ("E", s("same")), ("F", s("SAME"))]);
+        let d = det(
+            "sel:\n  A|re: '^ab+c$'\n  B|cidr: ['10.0.0.0/8', '192.168.1.0/24']\n  C|gte: 5\n  D|cased: 'MiXed'\n  E|fieldref: F\ncondition: sel\n",
+        );
+        let ok = event(&[
+            ("A", s("abbbc")),
+            ("B", s("10.1.2.3")),
+            ("C", Value::Int(7)),
+            ("D", s("MiXed")),
+            ("E", s("same")),
+            ("F", s("SAME")),
+        ]);
         assert!(d.matches(&ok));
-        let bad_case = event(&[("A", s("abbbc")), ("B", s("10.1.2.3")), ("C", Value::Int(7)), ("D", s("mixed")), ("E", s("same")), ("F", s("same"))]);
+        let bad_case = event(&[
+            ("A", s("abbbc")),
+            ("B", s("10.1.2.3")),
+            ("C", Value::Int(7)),
+            ("D", s("mixed")),
+            ("E", s("same")),
+            ("F", s("same")),
+        ]);
         assert!(!d.matches(&bad_case));
-        let re_cased = event(&[("A", s("ABC")), ("B", s("10.1.2.3")), ("C", Value::Int(7)), ("D", s("MiXed")), ("E", s("a")), ("F", s("a"))]);
+        let re_cased = event(&[
+            ("A", s("ABC")),
+            ("B", s("10.1.2.3")),
+            ("C", Value::Int(7)),
+            ("D", s("MiXed")),
+            ("E", s("a")),
+            ("F", s("a")),
+        ]);
         assert!(!d.matches(&re_cased));
         let d = det("sel:\n  A|re|i: '^ab+c$'\ncondition: sel\n");
         assert!(d.matches(&event(&[("A", s("ABC"))])));

@@ -165,7 +165,12 @@ impl Parser<'_> {
                         }
                         matched
                     }
-                    _ => return Err(format!("expected a search pattern or `them` after `of`, found {}", self.describe(self.pos))),
+                    _ => {
+                        return Err(format!(
+                            "expected a search pattern or `them` after `of`, found {}",
+                            self.describe(self.pos)
+                        ));
+                    }
                 };
                 self.pos += 1;
                 let items: Vec<Expr> = targets.into_iter().map(Expr::Search).collect();

@@ -76,12 +76,20 @@ impl Variant {
             .map(|(_, v)| v.iter().filter_map(|s| s.parse().ok()).collect())
     }
 
+    /// Whether the rule-set index (by channel, then by event id) already ensures every
+    /// condition, so that `accepts` need not be called for events taken from the index.
+    pub fn index_guarantees_conditions(&self) -> bool {
+        self.channels().is_some()
+            && self.conditions.iter().all(|(field, values)| match field.as_str() {
+                "Channel" => true,
+                "EventID" => values.iter().all(|v| v.parse::<i64>().is_ok_and(|n| n.to_string() == *v)),
+                _ => false,
+            })
+    }
+
     pub fn accepts(&self, event: &Event) -> bool {
         self.conditions.iter().all(|(field, values)| {
-            event
-                .get(field)
-                .and_then(|v| v.as_lower_text())
-                .is_some_and(|t| values.iter().any(|v| *v == *t))
+            event.get(field).and_then(|v| v.as_lower_text()).is_some_and(|t| values.iter().any(|v| *v == *t))
         })
     }
 
@@ -183,7 +191,11 @@ impl LogSourceTable {
         for entry in &self.table.other {
             let get = |k: &str| entry.logsource.get(k).map(|s| s.to_lowercase());
             if get("product") == ls.product && get("category") == ls.category && get("service") == ls.service {
-                return Resolved { products, variants: entry.variants.iter().map(Variant::from).collect(), unmapped: None };
+                return Resolved {
+                    products,
+                    variants: entry.variants.iter().map(Variant::from).collect(),
+                    unmapped: None,
+                };
             }
         }
         plain(None)

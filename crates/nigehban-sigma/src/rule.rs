@@ -111,7 +111,8 @@ impl Rule {
         };
         let title = text("title").ok_or(Error::Missing("title"))?;
         let level = match text("level") {
-            Some(l) => Level::parse(&l).ok_or(Error::Missing("level (not one of informational, low, medium, high, critical)"))?,
+            Some(l) => Level::parse(&l)
+                .ok_or(Error::Missing("level (not one of informational, low, medium, high, critical)"))?,
             None => Level::Medium,
         };
         let logsource = match map.get("logsource") {
@@ -270,7 +271,9 @@ mod tests {
 
     #[test]
     fn several_documents_give_several_rules() {
-        let rules = parse_rules("title: a\ndetection: {s: {x: 1}, condition: s}\n---\ntitle: b\ndetection: {s: {x: 2}, condition: s}\n");
+        let rules = parse_rules(
+            "title: a\ndetection: {s: {x: 1}, condition: s}\n---\ntitle: b\ndetection: {s: {x: 2}, condition: s}\n",
+        );
         assert_eq!(rules.len(), 2);
         assert!(rules.iter().all(Result::is_ok));
     }

@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use aho_corasick::{AhoCorasick, MatchKind};
 use nigehban_event::{Event, Product, Value};
 
 use crate::Error;
@@ -51,6 +52,9 @@ pub struct LoadReport {
 struct CompiledVariant {
     rule: RuleId,
     variant: Variant,
+    /// Whether the variant has conditions beyond the channel and event id that the index
+    /// already guarantees.
+    check_conditions: bool,
     detection: CompiledDetection,
 }
 
@@ -60,7 +64,56 @@ struct ChannelIndex {
     any_event_id: Vec<u32>,
 }
 
-/// Rules being gathered; [`RuleSetBuilder::build`] compiles and indexes them.
+/// One rule file parsed and compiled, ready to be added to a [`RuleSetBuilder`]. Preparing
+/// is the costly part of loading (YAML, regular expressions); callers may prepare files on
+/// several threads with [`prepare`] and add them in a fixed order.
+pub struct Prepared {
+    path: Arc<str>,
+    items: Vec<PreparedItem>,
+}
+
+enum PreparedItem {
+    Rule { rule: Rule, variants: Vec<(Variant, CompiledDetection)>, unmapped: Option<String> },
+    Correlation(Rule),
+    Failed(RuleFailure),
+}
+
+/// Parses and compiles the rules of one YAML file (see [`Prepared`]).
+pub fn prepare(path: &str, text: &str) -> Prepared {
+    let path: Arc<str> = path.into();
+    let items = parse_rules(text)
+        .into_iter()
+        .map(|parsed| match parsed {
+            Ok(rule) => prepare_rule(&path, rule),
+            Err(error) => PreparedItem::Failed(RuleFailure { path: path.clone(), title: None, id: None, error }),
+        })
+        .collect();
+    Prepared { path, items }
+}
+
+fn prepare_rule(path: &Arc<str>, rule: Rule) -> PreparedItem {
+    if rule.correlation.is_some() {
+        return PreparedItem::Correlation(rule);
+    }
+    let resolved = LogSourceTable::builtin().resolve(&rule.logsource);
+    let mut variants = Vec::with_capacity(resolved.variants.len());
+    for variant in resolved.variants {
+        match CompiledDetection::compile(&rule.detection, &|f| variant.map_field(f)) {
+            Ok(detection) => variants.push((variant, detection)),
+            Err(error) => {
+                return PreparedItem::Failed(RuleFailure {
+                    path: path.clone(),
+                    title: Some(rule.title.clone()),
+                    id: rule.id.clone(),
+                    error,
+                });
+            }
+        }
+    }
+    PreparedItem::Rule { rule, variants, unmapped: resolved.unmapped }
+}
+
+/// Rules being gathered; [`RuleSetBuilder::build`] indexes them.
 #[derive(Default)]
 pub struct RuleSetBuilder {
     rules: Vec<LoadedRule>,
@@ -76,88 +129,75 @@ impl RuleSetBuilder {
 
     /// Adds the rules of one YAML file. Errors go to the load report.
     pub fn add_yaml(&mut self, path: &str, text: &str) {
-        self.report.files += 1;
-        let path: Arc<str> = path.into();
-        for parsed in parse_rules(text) {
-            match parsed {
-                Ok(rule) => self.add_rule(path.clone(), rule),
-                Err(error) => self.report.failed.push(RuleFailure { path: path.clone(), title: None, id: None, error }),
-            }
-        }
+        self.add_prepared(prepare(path, text));
     }
 
-    /// Adds the rules of one YAML file whose level is at least `min`; returns how many were
-    /// left out for being below it. Correlation rules are always kept.
-    pub fn add_yaml_min_level(&mut self, path: &str, text: &str, min: crate::Level) -> usize {
+    /// Adds one file's rules, prepared by [`prepare`].
+    pub fn add_prepared(&mut self, prepared: Prepared) {
         self.report.files += 1;
-        let path: Arc<str> = path.into();
-        let mut below = 0;
-        for parsed in parse_rules(text) {
-            match parsed {
-                Ok(rule) if rule.level < min && rule.correlation.is_none() => below += 1,
-                Ok(rule) => self.add_rule(path.clone(), rule),
-                Err(error) => self.report.failed.push(RuleFailure { path: path.clone(), title: None, id: None, error }),
+        let path = prepared.path;
+        for item in prepared.items {
+            match item {
+                PreparedItem::Rule { rule, variants, unmapped } => {
+                    let id = RuleId(self.rules.len() as u32);
+                    for (variant, detection) in variants {
+                        let check_conditions = !variant.index_guarantees_conditions();
+                        self.variants.push(CompiledVariant { rule: id, variant, check_conditions, detection });
+                    }
+                    if let Some(what) = unmapped {
+                        self.report.warnings.push((
+                            path.clone(),
+                            format!(
+                                "log source {what} is not in the log source table: evaluated against every event of its product"
+                            ),
+                        ));
+                    }
+                    self.rules.push(LoadedRule { rule, path: path.clone() });
+                    self.report.loaded += 1;
+                }
+                PreparedItem::Correlation(rule) => self.correlations.push((path.clone(), rule)),
+                PreparedItem::Failed(failure) => self.report.failed.push(failure),
             }
         }
-        below
     }
 
     /// Adds one parsed rule.
     pub fn add_rule(&mut self, path: Arc<str>, rule: Rule) {
-        if rule.correlation.is_some() {
-            self.correlations.push((path, rule));
-            return;
-        }
-        let resolved = LogSourceTable::builtin().resolve(&rule.logsource);
-        let id = RuleId(self.rules.len() as u32);
-        let mut compiled = Vec::with_capacity(resolved.variants.len());
-        for variant in resolved.variants {
-            match CompiledDetection::compile(&rule.detection, &|f| variant.map_field(f)) {
-                Ok(detection) => compiled.push(CompiledVariant { rule: id, variant, detection }),
-                Err(error) => {
-                    self.report.failed.push(RuleFailure {
-                        path,
-                        title: Some(rule.title.clone()),
-                        id: rule.id.clone(),
-                        error,
-                    });
-                    return;
-                }
-            }
-        }
-        if let Some(what) = resolved.unmapped {
-            self.report.warnings.push((
-                path.clone(),
-                format!("log source {what} is not in the log source table: evaluated against every event of its product"),
-            ));
-        }
-        self.variants.extend(compiled);
-        self.rules.push(LoadedRule { rule, path });
-        self.report.loaded += 1;
+        let item = prepare_rule(&path, rule);
+        self.report.files = self.report.files.saturating_sub(1);
+        self.add_prepared(Prepared { path, items: vec![item] });
     }
 
     pub fn build(mut self) -> RuleSet {
-        // Correlation rules refer to other rules by id or name; resolve them now.
-        let mut correlations = Vec::new();
-        for (path, rule) in std::mem::take(&mut self.correlations) {
-            match CorrelationRule::from_rule(&rule, &self.rules) {
-                Ok(c) => {
-                    correlations.push((LoadedRule { rule, path }, c));
-                    self.report.correlations += 1;
-                }
-                Err(error) => self.report.failed.push(RuleFailure {
-                    path,
-                    title: Some(rule.title.clone()),
-                    id: rule.id.clone(),
-                    error,
-                }),
-            }
-        }
+        // Correlation rules refer to other rules (and to each other) by id or name.
+        let (correlations, failures) =
+            crate::correlation::resolve_all(std::mem::take(&mut self.correlations), &self.rules);
+        self.report.correlations += correlations.len();
+        self.report.failed.extend(failures);
+
         let mut by_channel: HashMap<String, ChannelIndex> = HashMap::new();
         let mut by_product: HashMap<Product, Vec<u32>> = HashMap::new();
         let mut any_product: Vec<u32> = Vec::new();
+        let mut needles: Vec<String> = Vec::new();
+        let mut needle_ids: HashMap<String, u32> = HashMap::new();
+        let mut needle_variants: Vec<Vec<u32>> = Vec::new();
+        let mut filtered = vec![false; self.variants.len()];
         for (i, cv) in self.variants.iter().enumerate() {
             let i = i as u32;
+            if let Some(set) = cv.detection.needles() {
+                filtered[i as usize] = true;
+                for n in set {
+                    let id = *needle_ids.entry(n.clone()).or_insert_with(|| {
+                        needles.push(n);
+                        needle_variants.push(Vec::new());
+                        (needles.len() - 1) as u32
+                    });
+                    let list = &mut needle_variants[id as usize];
+                    if list.last() != Some(&i) {
+                        list.push(i);
+                    }
+                }
+            }
             let products = LogSourceTable::builtin().resolve(&self.rules[cv.rule.0 as usize].rule.logsource).products;
             match cv.variant.channels() {
                 Some(channels) => {
@@ -184,6 +224,11 @@ impl RuleSetBuilder {
                 },
             }
         }
+        let prefilter = AhoCorasick::builder()
+            .match_kind(MatchKind::Standard)
+            .build(&needles)
+            .ok()
+            .map(|automaton| Prefilter { automaton, needle_variants, filtered });
         RuleSet {
             rules: self.rules,
             variants: self.variants,
@@ -191,7 +236,42 @@ impl RuleSetBuilder {
             by_product,
             any_product,
             correlations,
+            prefilter,
             report: self.report,
+        }
+    }
+}
+
+/// The shared literal prefilter: one automaton over the literals that rules need (see
+/// [`CompiledDetection::needles`]), run once over an event's text values; a rule with
+/// literals is tested only if one of them was found.
+struct Prefilter {
+    automaton: AhoCorasick,
+    /// For each literal, the variants that need it (any one of their literals suffices).
+    needle_variants: Vec<Vec<u32>>,
+    /// Variants that have literals (the others are always tested).
+    filtered: Vec<bool>,
+}
+
+impl Prefilter {
+    /// Marks in `possible` every variant one of whose literals occurs in the event.
+    fn scan(&self, event: &Event, possible: &mut Vec<u64>) {
+        possible.clear();
+        possible.resize(self.filtered.len().div_ceil(64), 0);
+        let mut mark = |text: &str| {
+            for m in self.automaton.find_overlapping_iter(text) {
+                for &v in &self.needle_variants[m.pattern().as_usize()] {
+                    possible[v as usize / 64] |= 1 << (v % 64);
+                }
+            }
+        };
+        for f in event.fields() {
+            f.value.for_each_scalar(&mut |v| {
+                if let Value::Str(t) = v {
+                    mark(t.lower());
+                }
+                false
+            });
         }
     }
 }
@@ -204,7 +284,12 @@ pub struct RuleSet {
     by_product: HashMap<Product, Vec<u32>>,
     any_product: Vec<u32>,
     correlations: Vec<(LoadedRule, CorrelationRule)>,
+    prefilter: Option<Prefilter>,
     report: LoadReport,
+}
+
+thread_local! {
+    static POSSIBLE: std::cell::RefCell<Vec<u64>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 impl RuleSet {
@@ -232,17 +317,9 @@ impl RuleSet {
         &self.correlations
     }
 
-    /// Appends to `out` the rules that match `event` (each at most once).
-    pub fn matches(&self, event: &Event, out: &mut Vec<RuleId>) {
-        let start = out.len();
-        let mut test = |list: &[u32]| {
-            for &i in list {
-                let cv = &self.variants[i as usize];
-                if cv.variant.accepts(event) && cv.detection.matches(event) && !out[start..].contains(&cv.rule) {
-                    out.push(cv.rule);
-                }
-            }
-        };
+    /// The candidate lists for an event: by channel and event id, by channel, by product, and
+    /// the rules that apply to every product.
+    fn candidates<'a>(&'a self, event: &Event, lists: &mut [&'a [u32]; 4]) {
         if event.product == Product::Windows
             && let Some(channel) = event.get("Channel").and_then(Value::as_lower_text)
             && let Some(index) = self.by_channel.get(&*channel)
@@ -252,14 +329,71 @@ impl RuleSet {
                 other => other.as_text().and_then(|t| t.trim().parse().ok()),
             });
             if let Some(list) = id.and_then(|id| index.by_event_id.get(&id)) {
-                test(list);
+                lists[0] = list;
             }
-            test(&index.any_event_id);
+            lists[1] = &index.any_event_id;
         }
         if let Some(list) = self.by_product.get(&event.product) {
-            test(list);
+            lists[2] = list;
         }
-        test(&self.any_product);
+        lists[3] = &self.any_product;
+    }
+
+    /// Appends to `out` the rules that match `event` (each at most once).
+    pub fn matches(&self, event: &Event, out: &mut Vec<RuleId>) {
+        let mut lists: [&[u32]; 4] = [&[], &[], &[], &[]];
+        self.candidates(event, &mut lists);
+        if lists.iter().all(|l| l.is_empty()) {
+            return;
+        }
+        POSSIBLE.with(|cell| {
+            let mut guard = cell.try_borrow_mut();
+            let mut local = Vec::new();
+            let possible: &mut Vec<u64> = match guard.as_deref_mut() {
+                Ok(p) => p,
+                Err(_) => &mut local,
+            };
+            if let Some(pf) = &self.prefilter {
+                pf.scan(event, possible);
+            }
+            let start = out.len();
+            for list in lists {
+                for &i in list {
+                    if let Some(pf) = &self.prefilter
+                        && pf.filtered[i as usize]
+                        && possible[i as usize / 64] & (1 << (i % 64)) == 0
+                    {
+                        continue;
+                    }
+                    let cv = &self.variants[i as usize];
+                    if (!cv.check_conditions || cv.variant.accepts(event))
+                        && cv.detection.matches(event)
+                        && !out[start..].contains(&cv.rule)
+                    {
+                        out.push(cv.rule);
+                    }
+                }
+            }
+        });
+    }
+
+    /// Matches without the prefilter: every candidate rule is evaluated. Used to check that the
+    /// prefilter never changes a result.
+    pub fn matches_unfiltered(&self, event: &Event, out: &mut Vec<RuleId>) {
+        let mut lists: [&[u32]; 4] = [&[], &[], &[], &[]];
+        self.candidates(event, &mut lists);
+        let start = out.len();
+        for list in lists {
+            for &i in list {
+                let cv = &self.variants[i as usize];
+                if (!cv.check_conditions || cv.variant.accepts(event))
+                    && cv.detection.matches(event)
+                    && !out[start..].contains(&cv.rule)
+                {
+                    out.push(cv.rule);
+                }
+            }
+        }
     }
 }
 
@@ -287,20 +421,29 @@ mod tests {
         let rs = b.build();
         assert_eq!(rs.report().loaded, 1);
         let mut out = Vec::new();
-        rs.matches(&windows_event("Microsoft-Windows-Sysmon/Operational", 1, &[("Image", "C:\\W\\whoami.exe")]), &mut out);
+        rs.matches(
+            &windows_event("Microsoft-Windows-Sysmon/Operational", 1, &[("Image", "C:\\W\\whoami.exe")]),
+            &mut out,
+        );
         assert_eq!(out, vec![RuleId(0)]);
         out.clear();
         rs.matches(&windows_event("Security", 4688, &[("NewProcessName", "C:\\W\\whoami.exe")]), &mut out);
         assert_eq!(out, vec![RuleId(0)]);
         out.clear();
-        rs.matches(&windows_event("Microsoft-Windows-Sysmon/Operational", 3, &[("Image", "C:\\W\\whoami.exe")]), &mut out);
+        rs.matches(
+            &windows_event("Microsoft-Windows-Sysmon/Operational", 3, &[("Image", "C:\\W\\whoami.exe")]),
+            &mut out,
+        );
         assert!(out.is_empty());
     }
 
     #[test]
     fn failures_are_reported_with_path() {
         let mut b = RuleSetBuilder::new();
-        b.add_yaml("bad.yml", "title: x\nlogsource: {product: windows}\ndetection:\n  sel: {A|nope: 1}\n  condition: sel\n");
+        b.add_yaml(
+            "bad.yml",
+            "title: x\nlogsource: {product: windows}\ndetection:\n  sel: {A|nope: 1}\n  condition: sel\n",
+        );
         b.add_yaml("worse.yml", ": : :\n");
         let rs = b.build();
         assert_eq!(rs.report().loaded, 0);

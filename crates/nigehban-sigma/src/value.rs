@@ -162,7 +162,7 @@ pub fn base64(bytes: &[u8]) -> String {
 pub fn base64_offsets(bytes: &[u8]) -> Vec<String> {
     const START: [usize; 3] = [0, 2, 3];
     let mut out = Vec::with_capacity(3);
-    for i in 0..3 {
+    for (i, start) in START.iter().enumerate() {
         let mut padded = vec![b' '; i];
         padded.extend_from_slice(bytes);
         let enc = base64(&padded);
@@ -172,7 +172,7 @@ pub fn base64_offsets(bytes: &[u8]) -> Vec<String> {
             _ => 2,
         };
         let end = enc.len().saturating_sub(trim_end);
-        let start = START[i].min(end);
+        let start = (*start).min(end);
         out.push(enc[start..end].to_owned());
     }
     out
@@ -249,7 +249,13 @@ mod tests {
         let s = SigmaString::parse(r"C:\Windows\\*\a\*b?\\");
         assert_eq!(
             s.parts,
-            vec![Part::Lit(r"C:\Windows\".into()), Part::Star, Part::Lit(r"\a*b".into()), Part::One, Part::Lit("\\".into())]
+            vec![
+                Part::Lit(r"C:\Windows\".into()),
+                Part::Star,
+                Part::Lit(r"\a*b".into()),
+                Part::One,
+                Part::Lit("\\".into())
+            ]
         );
         assert_eq!(SigmaString::parse(r"C:\Windows\*").as_plain().as_deref(), Some(r"C:\Windows*"));
         assert_eq!(SigmaString::parse(r"\\\\").as_plain().as_deref(), Some(r"\\"));

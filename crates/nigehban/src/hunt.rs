@@ -10,7 +10,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use nigehban_detect::SigmaDetector;
 use nigehban_event::Format;
 use nigehban_hunt::output::{self, OutputFormat, RuleFigures};
-use nigehban_hunt::rules::{self, RuleOptions};
+use nigehban_hunt::rules;
 use nigehban_hunt::run::{HuntOptions, Progress};
 use nigehban_hunt::{hunt, inputs};
 use nigehban_sigma::Level;
@@ -87,7 +87,7 @@ pub fn run(args: HuntArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let tty = std::io::stderr().is_terminal() && !args.quiet;
 
-    let loaded = rules::load(&args.rules, &RuleOptions { min_level: args.min_level });
+    let loaded = rules::load(&args.rules);
     for (path, reason) in &loaded.unreadable {
         eprintln!("warning: rules: {}: {reason}", path.display());
     }
@@ -99,15 +99,20 @@ pub fn run(args: HuntArgs) -> anyhow::Result<ExitCode> {
         );
     }
     if loaded.rules.is_empty() {
-        bail!("no rules loaded from {}", args.rules.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "));
+        bail!(
+            "no rules loaded from {}",
+            args.rules.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+        );
     }
     let figures = RuleFigures {
         loaded: report.loaded,
         correlations: report.correlations,
         failed: report.failed.len(),
-        below_min_level: loaded.below_min_level,
+        below_min_level: args
+            .min_level
+            .map_or(0, |min| loaded.rules.rules().filter(|(_, r)| r.rule.level < min).count()),
     };
-    let detector = SigmaDetector::new(std::sync::Arc::new(loaded.rules));
+    let detector = SigmaDetector::new(std::sync::Arc::new(loaded.rules)).with_min_level(args.min_level);
 
     let (found, skipped) = inputs::discover(&args.paths, args.input_format);
     if found.is_empty() {

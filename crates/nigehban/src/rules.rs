@@ -2,7 +2,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Subcommand;
-use nigehban_hunt::rules::{self, RuleOptions};
+use nigehban_hunt::rules;
 
 #[derive(Subcommand)]
 pub enum RulesCommand {
@@ -23,7 +23,7 @@ pub enum RulesCommand {
 pub fn run(cmd: RulesCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         RulesCommand::Check { paths, format, warnings } => {
-            let loaded = rules::load(&paths, &RuleOptions::default());
+            let loaded = rules::load(&paths);
             let report = loaded.rules.report();
             match format.as_str() {
                 "json" => {
@@ -34,11 +34,8 @@ pub fn run(cmd: RulesCommand) -> anyhow::Result<ExitCode> {
                             serde_json::json!({"path": &*f.path, "id": f.id, "title": f.title, "error": f.error.to_string()})
                         })
                         .collect();
-                    let warn: Vec<_> = report
-                        .warnings
-                        .iter()
-                        .map(|(p, w)| serde_json::json!({"path": &**p, "warning": w}))
-                        .collect();
+                    let warn: Vec<_> =
+                        report.warnings.iter().map(|(p, w)| serde_json::json!({"path": &**p, "warning": w})).collect();
                     let doc = serde_json::json!({
                         "files": report.files,
                         "loaded": report.loaded,
@@ -77,7 +74,11 @@ pub fn run(cmd: RulesCommand) -> anyhow::Result<ExitCode> {
                 }
                 other => anyhow::bail!("`{other}` is not a report format (text, json)"),
             }
-            Ok(if report.failed.is_empty() && loaded.unreadable.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+            Ok(if report.failed.is_empty() && loaded.unreadable.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
         }
     }
 }

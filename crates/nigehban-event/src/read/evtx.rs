@@ -20,9 +20,7 @@ pub const CHUNK_SIZE: usize = 65536;
 
 fn settings() -> Arc<ParserSettings> {
     static SETTINGS: OnceLock<Arc<ParserSettings>> = OnceLock::new();
-    SETTINGS
-        .get_or_init(|| Arc::new(ParserSettings::new().indent(false).separate_json_attributes(false)))
-        .clone()
+    SETTINGS.get_or_init(|| Arc::new(ParserSettings::new().indent(false).separate_json_attributes(false))).clone()
 }
 
 /// One chunk's bytes and where it was in the file.
@@ -98,7 +96,11 @@ impl<R: Read> Iterator for ChunkReader<R> {
                 if data[..n].iter().all(|b| *b == 0) {
                     return None;
                 }
-                Some(Err(diag(&self.source, Some(offset), format!("truncated chunk ({n} of {CHUNK_SIZE} bytes) skipped"))))
+                Some(Err(diag(
+                    &self.source,
+                    Some(offset),
+                    format!("truncated chunk ({n} of {CHUNK_SIZE} bytes) skipped"),
+                )))
             }
             Ok(_) => {
                 self.offset += CHUNK_SIZE as u64;

@@ -105,10 +105,7 @@ impl<R: BufRead> JsonReader<R> {
                 Some(Item::Event(Box::new(event_from_json(&v, raw, &self.source, Position::Line(start)))))
             }
             Ok(other) => Some(self.diagnostic(start, format!("expected a JSON object, found {}", kind(&other)))),
-            Err(e) => Some(self.diagnostic(
-                start,
-                format!("malformed JSON ({raw_len} bytes starting here): {e}"),
-            )),
+            Err(e) => Some(self.diagnostic(start, format!("malformed JSON ({raw_len} bytes starting here): {e}"))),
         };
         self.reset_scan();
         result
@@ -136,9 +133,19 @@ impl<R: BufRead> Iterator for JsonReader<R> {
                     Some(v) => {
                         let raw = v.to_string();
                         if v.is_object() {
-                            return Some(Item::Event(Box::new(event_from_json(&v, raw, &self.source, Position::Line(self.pending_start)))));
+                            return Some(Item::Event(Box::new(event_from_json(
+                                &v,
+                                raw,
+                                &self.source,
+                                Position::Line(self.pending_start),
+                            ))));
                         }
-                        return Some(self.diagnostic(self.pending_start, format!("array element is {}, not an object", kind(&v))));
+                        return Some(
+                            self.diagnostic(
+                                self.pending_start,
+                                format!("array element is {}, not an object", kind(&v)),
+                            ),
+                        );
                     }
                     None => self.array = None,
                 }
@@ -187,7 +194,9 @@ impl<R: BufRead> Iterator for JsonReader<R> {
             if self.pending.len() > MAX_OBJECT_BYTES {
                 let start = self.pending_start;
                 self.reset_scan();
-                return Some(self.diagnostic(start, format!("JSON object larger than {MAX_OBJECT_BYTES} bytes skipped")));
+                return Some(
+                    self.diagnostic(start, format!("JSON object larger than {MAX_OBJECT_BYTES} bytes skipped")),
+                );
             }
             if closed && let Some(item) = self.finish_object() {
                 return Some(item);
@@ -213,13 +222,14 @@ pub fn event_from_json(v: &Json, raw: String, source: &Arc<Source>, position: Po
         zeek::set_zeek_timestamp(&mut event);
         return event;
     }
-    event.timestamp = ["@timestamp", "timestamp", "eventTime", "time", "EventTime", "date", "ts"]
-        .iter()
-        .find_map(|n| match event.get_exact(n)? {
-            Value::Str(t) => windows::parse_windows_time(t.as_str()),
-            Value::Int(i) => epoch(*i as f64),
-            Value::Float(f) => epoch(*f),
-            _ => None,
+    event.timestamp =
+        ["@timestamp", "timestamp", "eventTime", "time", "EventTime", "date", "ts"].iter().find_map(|n| {
+            match event.get_exact(n)? {
+                Value::Str(t) => windows::parse_windows_time(t.as_str()),
+                Value::Int(i) => epoch(*i as f64),
+                Value::Float(f) => epoch(*f),
+                _ => None,
+            }
         });
     event
 }
@@ -249,7 +259,8 @@ mod tests {
         assert_eq!(ev.len(), 2);
         assert_eq!(ev[1].get("a"), Some(&Value::Int(3)));
         assert_eq!(ev[1].position, Position::Line(4));
-        let diags: Vec<_> = items.iter().filter_map(|i| if let Item::Diagnostic(d) = i { Some(d) } else { None }).collect();
+        let diags: Vec<_> =
+            items.iter().filter_map(|i| if let Item::Diagnostic(d) = i { Some(d) } else { None }).collect();
         assert_eq!(diags.len(), 1);
         assert_eq!(diags[0].position, Some(Position::Line(2)));
     }

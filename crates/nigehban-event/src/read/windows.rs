@@ -24,13 +24,13 @@ pub fn from_evtx_json(event: &mut Event, root: &Json) -> bool {
         push_system(event, system);
     }
     if let Some(data) = ev.get("EventData") {
-        push_event_data(event, data);
+        push_event_data(event, data, None);
     }
     if let Some(Json::Object(user_data)) = ev.get("UserData") {
         // UserData holds one element named after the event (e.g. `LogFileCleared`) whose
-        // children are the values.
-        for (_, inner) in user_data {
-            push_event_data(event, inner);
+        // children are the values; each is also kept under `LogFileCleared.<name>`.
+        for (name, inner) in user_data {
+            push_event_data(event, inner, Some(name));
         }
     }
     true
@@ -98,7 +98,7 @@ fn attributes(value: &Json) -> Option<&Map<String, Json>> {
 
 /// Named data values become fields. Unnamed `<Data>` values (classic event log sources)
 /// are kept as a list in `Data`, which Sigma keyword rules and `Data|contains` search.
-fn push_event_data(event: &mut Event, data: &Json) {
+fn push_event_data(event: &mut Event, data: &Json, prefix: Option<&str>) {
     let Json::Object(map) = data else {
         if !data.is_null() {
             event.set("Data", Value::from_json(data));
@@ -121,28 +121,35 @@ fn push_event_data(event: &mut Event, data: &Json) {
                 event.set_default(&compact, Value::from_json(&v));
             }
         }
-        match value {
-            Json::Object(inner) if inner.contains_key("#text") || inner.contains_key("#attributes") => {
-                if let Some(t) = inner.get("#text") {
-                    event.set_default(key, Value::from_json(t));
-                }
-            }
-            Json::Object(_) => {
-                // Nested element (e.g. a UserData child with children): flatten one level by
-                // leaf name, and keep the dotted path too.
+        let value = match value {
+            Json::Object(inner) if inner.contains_key("#text") => inner.get("#text").unwrap_or(&Json::Null),
+            Json::Object(inner) => {
+                // A nested element: each leaf by its own name, and by its dotted path.
+                let path = match prefix {
+                    Some(p) => format!("{p}.{key}"),
+                    None => key.clone(),
+                };
                 let mut nested = Event::new(event.source.clone(), event.position, event.product, event.format);
-                nested.push_json(key, value);
+                for (k, v) in inner.iter().filter(|(k, _)| !k.starts_with('#')) {
+                    nested.push_json(&format!("{path}.{k}"), v);
+                }
                 for f in nested.fields() {
                     let leaf = f.name.rsplit('.').next().unwrap_or(&f.name);
                     event.set_default(leaf, f.value.clone());
                     event.set(f.name.clone(), f.value.clone());
                 }
+                continue;
             }
-            // A data value never replaces a System value of the same name: event 104 ("log
-            // cleared") carries the cleared log's name as `Channel`, but the event itself is
-            // in the System channel, and that is what routes it to rules.
-            _ => event.set_default(key, Value::from_json(value)),
+            other => other,
+        };
+        // A data value never replaces a System value of the same name: event 104 ("log
+        // cleared") carries the cleared log's name as `Channel`, but the event itself is in
+        // the System channel, and that is what routes it to rules.
+        let v = Value::from_json(value);
+        if let Some(p) = prefix {
+            event.set(format!("{p}.{key}"), v.clone());
         }
+        event.set_default(key, v);
     }
 }
 
@@ -196,7 +203,8 @@ pub fn normalize_winlogbeat(event: &mut Event) -> bool {
         .fields()
         .iter()
         .filter_map(|f| {
-            let name = f.name.strip_prefix("winlog.event_data.").or_else(|| f.name.strip_prefix("winlog.user_data."))?;
+            let name =
+                f.name.strip_prefix("winlog.event_data.").or_else(|| f.name.strip_prefix("winlog.user_data."))?;
             Some((name.into(), f.value.clone()))
         })
         .collect();
