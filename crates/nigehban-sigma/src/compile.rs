@@ -15,6 +15,7 @@ use serde_json::Value as Json;
 
 use crate::Error;
 use crate::condition::{self, Expr};
+use crate::glob::Glob;
 use crate::rule::scalar_text;
 use crate::value::{self, Part, SigmaString, Utf16};
 
@@ -50,10 +51,10 @@ pub enum Matcher {
         /// values directly, without printing them.
         int: Option<i64>,
     },
-    /// A value with inner wildcards, as an anchored regular expression; `literal` is its
-    /// longest literal piece (for the prefilter).
+    /// A value with inner wildcards; `literal` is its longest literal piece (for the
+    /// prefilter).
     Glob {
-        regex: Regex,
+        glob: Glob,
         cased: bool,
         literal: Option<String>,
     },
@@ -297,9 +298,9 @@ fn scalar_matches(m: &Matcher, v: &Value, event: &Event) -> bool {
             let text = if *cased { v.as_text() } else { v.as_lower_text() };
             text.is_some_and(|t| str_test(*kind, &t, needle, finder.as_deref()))
         }
-        Matcher::Glob { regex, cased, .. } => {
+        Matcher::Glob { glob, cased, .. } => {
             let text = if *cased { v.as_text() } else { v.as_lower_text() };
-            text.is_some_and(|t| regex.is_match(&t))
+            text.is_some_and(|t| glob.is_match(&t))
         }
         Matcher::Regex(re) => v.as_text().is_some_and(|t| re.is_match(&t)),
         Matcher::Cidr(nets) => v
@@ -590,7 +591,7 @@ pub fn string_matcher(s: &SigmaString, cased: bool) -> Result<Matcher, String> {
         match (n, s.parts.as_slice()) {
             (0, _) => return Ok(simple(StrKind::Exact, "")),
             (1, [Part::Lit(l)]) => return Ok(simple(StrKind::Exact, l)),
-            (1, [Part::Star]) => return Ok(Matcher::Glob { regex: glob_regex(s, cased)?, cased, literal: None }),
+            (1, [Part::Star]) => return Ok(Matcher::Glob { glob: Glob::new(s, !cased), cased, literal: None }),
             (2, [Part::Lit(l), Part::Star]) => return Ok(simple(StrKind::StartsWith, l)),
             (2, [Part::Star, Part::Lit(l)]) => return Ok(simple(StrKind::EndsWith, l)),
             (3, [Part::Star, Part::Lit(l), Part::Star]) => return Ok(simple(StrKind::Contains, l)),
@@ -603,20 +604,7 @@ pub fn string_matcher(s: &SigmaString, cased: bool) -> Result<Matcher, String> {
         .filter_map(|p| if let Part::Lit(l) = p { Some(l) } else { None })
         .max_by_key(|l| l.len())
         .cloned();
-    Ok(Matcher::Glob { regex: glob_regex(s, cased)?, cased, literal })
-}
-
-fn glob_regex(s: &SigmaString, cased: bool) -> Result<Regex, String> {
-    let mut pattern = String::from("(?s)^");
-    for p in &s.parts {
-        match p {
-            Part::Lit(l) => pattern.push_str(&regex::escape(&if cased { l.clone() } else { l.to_lowercase() })),
-            Part::Star => pattern.push_str(".*"),
-            Part::One => pattern.push('.'),
-        }
-    }
-    pattern.push('$');
-    Regex::new(&pattern).map_err(|e| format!("wildcard pattern `{s}`: {e}"))
+    Ok(Matcher::Glob { glob: Glob::new(s, !cased), cased, literal })
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@
 pub mod compile;
 pub mod condition;
 pub mod correlation;
+pub mod glob;
 pub mod logsource;
 pub mod rule;
 pub mod ruleset;

@@ -226,6 +226,7 @@ impl RuleSetBuilder {
         }
         let prefilter = AhoCorasick::builder()
             .match_kind(MatchKind::Standard)
+            .kind(Some(aho_corasick::AhoCorasickKind::ContiguousNFA))
             .build(&needles)
             .ok()
             .map(|automaton| Prefilter { automaton, needle_variants, filtered });

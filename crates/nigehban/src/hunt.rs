@@ -183,5 +183,9 @@ pub fn run(args: HuntArgs) -> anyhow::Result<ExitCode> {
         let mut err = std::io::stderr().lock();
         output::write_summary(&mut err, &stats, &figures, &detections, started.elapsed())?;
     }
+    // The process ends here: freeing thousands of compiled rules and every detection one by
+    // one would only delay the exit.
+    std::mem::forget(detector);
+    std::mem::forget(detections);
     Ok(ExitCode::SUCCESS)
 }
