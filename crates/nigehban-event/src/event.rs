@@ -1,4 +1,3 @@
-use std::cmp::Ordering;
 use std::sync::{Arc, OnceLock};
 
 use crate::value::Value;
@@ -83,8 +82,8 @@ pub struct Event {
     /// The format the reader recognised (`evtx`, `json`, `syslog`, `zeek` …).
     pub format: &'static str,
     fields: Vec<Field>,
-    /// Field positions sorted by ASCII-case-folded name, built on the first lookup and
-    /// dropped by every change, so that a rule's many lookups cost a binary search each.
+    /// A hash table of field positions by ASCII-case-folded name, built on the first lookup
+    /// and dropped by every change, so that a rule's many lookups cost one probe each.
     index: OnceLock<Box<[u32]>>,
     /// The original record, kept for evidence: the JSON rendering of an EVTX record, the line
     /// of a text log, the JSON object of a JSON log.
@@ -145,24 +144,37 @@ impl Event {
     /// [`Event::get`] for callers that keep the ASCII-lowercase form of the name (compiled
     /// rules), sparing one allocation per lookup.
     pub fn get_folded(&self, name: &str, lower: &str) -> Option<&Value> {
-        let index = self.index.get_or_init(|| {
-            let mut idx: Vec<u32> = (0..self.fields.len() as u32).collect();
-            idx.sort_by(|a, b| fold_cmp(&self.fields[*a as usize].name, &self.fields[*b as usize].name));
-            idx.into_boxed_slice()
+        let slots = self.index.get_or_init(|| {
+            let len = (self.fields.len() * 2).next_power_of_two().max(8);
+            let mut slots = vec![EMPTY; len];
+            for (i, f) in self.fields.iter().enumerate() {
+                let mut at = fold_hash(&f.name) as usize & (len - 1);
+                while slots[at] != EMPTY {
+                    at = (at + 1) & (len - 1);
+                }
+                slots[at] = i as u32;
+            }
+            slots.into_boxed_slice()
         });
-        let start = index.partition_point(|i| fold_cmp(&self.fields[*i as usize].name, lower) == Ordering::Less);
-        let mut first = None;
-        for i in &index[start..] {
-            let f = &self.fields[*i as usize];
-            if fold_cmp(&f.name, lower) != Ordering::Equal {
-                break;
+        let mask = slots.len() - 1;
+        let mut at = fold_hash(lower) as usize & mask;
+        let mut first: Option<(u32, &Value)> = None;
+        // Equal folded names sit in one probe run; the exact name wins, else the field that
+        // came first.
+        while slots[at] != EMPTY {
+            let i = slots[at];
+            let f = &self.fields[i as usize];
+            if f.name.len() == lower.len() && f.name.eq_ignore_ascii_case(lower) {
+                if &*f.name == name {
+                    return Some(&f.value);
+                }
+                if first.is_none_or(|(j, _)| i < j) {
+                    first = Some((i, &f.value));
+                }
             }
-            if &*f.name == name {
-                return Some(&f.value);
-            }
-            first.get_or_insert(&f.value);
+            at = (at + 1) & mask;
         }
-        first
+        first.map(|(_, v)| v)
     }
 
     /// The text of a field, if present and scalar.
@@ -221,10 +233,16 @@ impl Event {
     }
 }
 
-/// Compares `a`, folded to ASCII lowercase, with `lower` (already lowercase), without
-/// allocating.
-fn fold_cmp(a: &str, lower: &str) -> Ordering {
-    a.bytes().map(|b| b.to_ascii_lowercase()).cmp(lower.bytes().map(|b| b.to_ascii_lowercase()))
+const EMPTY: u32 = u32::MAX;
+
+/// FNV-1a over the ASCII-lowercased bytes of a name.
+fn fold_hash(name: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in name.bytes() {
+        h ^= u64::from(b.to_ascii_lowercase());
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h ^ (h >> 29)
 }
 
 #[cfg(test)]
@@ -242,6 +260,13 @@ mod tests {
         e.set("Image", Value::str("c"));
         assert_eq!(e.get("image"), Some(&Value::str("c")));
         assert_eq!(e.get_folded("IMAGE", "image"), Some(&Value::str("c")));
+        for i in 0..100 {
+            e.set(format!("F{i}"), Value::Int(i));
+        }
+        for i in 0..100 {
+            assert_eq!(e.get(&format!("f{i}")), Some(&Value::Int(i)));
+        }
+        assert_eq!(e.get("COMMANDLINE"), Some(&Value::str("a")));
     }
 
     #[test]

@@ -13,5 +13,6 @@ pub mod inputs;
 pub mod output;
 pub mod rules;
 pub mod run;
+pub mod store;
 
 pub use run::{HuntOptions, HuntStats, hunt};

@@ -1,13 +1,11 @@
 //! Writing the timeline (table, JSON, JSON lines, CSV) and the run summary.
 
-use std::collections::HashMap;
 use std::io::{self, Write};
 
-use nigehban_detect::Detection;
 use nigehban_sigma::Level;
-use serde_json::json;
 
 use crate::run::HuntStats;
+use crate::store::{DetectionStore, Record, Tally};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum OutputFormat {
@@ -29,49 +27,63 @@ impl OutputFormat {
     }
 }
 
-fn time_text(d: &Detection) -> String {
-    d.timestamp.map(|t| t.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()).unwrap_or_else(|| "-".into())
+fn record(raw: &[u8]) -> io::Result<Record> {
+    serde_json::from_slice(raw).map_err(io::Error::other)
 }
 
-fn details_text(d: &Detection) -> String {
-    d.fields.iter().map(|(k, v)| format!("{k}: {}", v.replace(['\r', '\n', '\t'], " "))).collect::<Vec<_>>().join(" ¦ ")
+fn time_text(r: &Record) -> String {
+    match r.timestamp.as_deref().and_then(|t| t.parse::<jiff::Timestamp>().ok()) {
+        Some(t) => t.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string(),
+        None => "-".into(),
+    }
 }
 
-/// One detection as a JSON object.
-pub fn detection_json(d: &Detection) -> serde_json::Value {
-    let fields: serde_json::Map<String, serde_json::Value> =
-        d.fields.iter().map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))).collect();
-    json!({
-        "timestamp": d.timestamp.map(|t| t.to_string()),
-        "rule_id": d.rule.id,
-        "rule_title": d.rule.title,
-        "level": d.rule.level.as_str(),
-        "engine": d.rule.engine,
-        "tags": d.rule.tags,
-        "rule_path": d.rule.path,
-        "host": d.host,
-        "source": &*d.source,
-        "position": d.position.to_string(),
-        "fields": fields,
-    })
+fn details_text(r: &Record) -> String {
+    r.fields
+        .iter()
+        .map(|(k, v)| {
+            let v = v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string());
+            format!("{k}: {}", v.replace(['\r', '\n', '\t'], " "))
+        })
+        .collect::<Vec<_>>()
+        .join(" ¦ ")
 }
 
-/// Writes the detections in `format`.
-pub fn write_detections(out: &mut dyn Write, format: OutputFormat, detections: &[Detection]) -> io::Result<()> {
+/// Writes the detections in `format`, in timeline order.
+pub fn write_detections(out: &mut dyn Write, format: OutputFormat, store: DetectionStore) -> io::Result<()> {
     match format {
-        OutputFormat::Table => write_table(out, detections),
+        OutputFormat::Table => {
+            let tally = store.tally().clone();
+            let host_w = tally.by_host.keys().map(|h| h.chars().count()).max().unwrap_or(4).clamp(4, 24);
+            let title_w = tally.by_rule.keys().map(|(t, _, _)| t.chars().count()).max().unwrap_or(4).clamp(4, 60);
+            writeln!(out, "{:<24} {:<13} {:<host_w$} {:<title_w$} Details", "Timestamp", "Level", "Host", "Rule")?;
+            store.for_each_sorted(|raw| {
+                let r = record(raw)?;
+                writeln!(
+                    out,
+                    "{:<24} {:<13} {:<host_w$} {:<title_w$} {}",
+                    time_text(&r),
+                    r.level,
+                    clip(r.host.as_deref().unwrap_or("-"), host_w),
+                    clip(&r.rule_title, title_w),
+                    details_text(&r),
+                )
+            })
+        }
         OutputFormat::Json => {
-            let all: Vec<_> = detections.iter().map(detection_json).collect();
-            serde_json::to_writer_pretty(&mut *out, &all).map_err(io::Error::other)?;
-            writeln!(out)
+            let mut first = true;
+            out.write_all(b"[")?;
+            store.for_each_sorted(|raw| {
+                out.write_all(if first { b"\n  " } else { b",\n  " })?;
+                first = false;
+                out.write_all(raw)
+            })?;
+            out.write_all(if first { b"]\n" } else { b"\n]\n" })
         }
-        OutputFormat::Jsonl => {
-            for d in detections {
-                serde_json::to_writer(&mut *out, &detection_json(d)).map_err(io::Error::other)?;
-                writeln!(out)?;
-            }
-            Ok(())
-        }
+        OutputFormat::Jsonl => store.for_each_sorted(|raw| {
+            out.write_all(raw)?;
+            out.write_all(b"\n")
+        }),
         OutputFormat::Csv => {
             let mut w = csv::Writer::from_writer(out);
             w.write_record([
@@ -85,41 +97,24 @@ pub fn write_detections(out: &mut dyn Write, format: OutputFormat, detections: &
                 "position",
                 "details",
             ])?;
-            for d in detections {
+            store.for_each_sorted(|raw| {
+                let r = record(raw)?;
                 w.write_record([
-                    time_text(d),
-                    d.rule.level.as_str().to_owned(),
-                    d.rule.title.clone(),
-                    d.rule.id.clone(),
-                    d.rule.tags.join(" "),
-                    d.host.clone().unwrap_or_default(),
-                    d.source.to_string(),
-                    d.position.to_string(),
-                    details_text(d),
-                ])?;
-            }
+                    time_text(&r),
+                    r.level.clone(),
+                    r.rule_title.clone(),
+                    r.rule_id.clone(),
+                    r.tags.join(" "),
+                    r.host.clone().unwrap_or_default(),
+                    r.source.clone(),
+                    r.position.clone(),
+                    details_text(&r),
+                ])
+                .map_err(io::Error::other)
+            })?;
             w.flush()
         }
     }
-}
-
-fn write_table(out: &mut dyn Write, detections: &[Detection]) -> io::Result<()> {
-    let host_w =
-        detections.iter().map(|d| d.host.as_deref().unwrap_or("-").chars().count()).max().unwrap_or(4).clamp(4, 24);
-    let title_w = detections.iter().map(|d| d.rule.title.chars().count()).max().unwrap_or(4).clamp(4, 60);
-    writeln!(out, "{:<24} {:<13} {:<host_w$} {:<title_w$} Details", "Timestamp", "Level", "Host", "Rule")?;
-    for d in detections {
-        writeln!(
-            out,
-            "{:<24} {:<13} {:<host_w$} {:<title_w$} {}",
-            time_text(d),
-            d.rule.level.as_str(),
-            clip(d.host.as_deref().unwrap_or("-"), host_w),
-            clip(&d.rule.title, title_w),
-            details_text(d),
-        )?;
-    }
-    Ok(())
 }
 
 fn clip(s: &str, width: usize) -> String {
@@ -146,7 +141,7 @@ pub fn write_summary(
     out: &mut dyn Write,
     stats: &HuntStats,
     rules: &RuleFigures,
-    detections: &[Detection],
+    tally: &Tally,
     elapsed: std::time::Duration,
 ) -> io::Result<()> {
     let secs = elapsed.as_secs_f64().max(1e-9);
@@ -175,32 +170,24 @@ pub fn write_summary(
         rules.correlations,
         rules.failed,
         if rules.below_min_level > 0 {
-            format!(", {} below --min-level", rules.below_min_level)
+            format!(", {} below --min-level (run, not reported)", rules.below_min_level)
         } else {
             String::new()
         }
     )?;
-    let mut by_level: HashMap<Level, usize> = HashMap::new();
-    let mut by_rule: HashMap<(&str, &str, Level), usize> = HashMap::new();
-    let mut by_host: HashMap<&str, usize> = HashMap::new();
-    for d in detections {
-        *by_level.entry(d.rule.level).or_default() += 1;
-        *by_rule.entry((&d.rule.title, &d.rule.id, d.rule.level)).or_default() += 1;
-        *by_host.entry(d.host.as_deref().unwrap_or("-")).or_default() += 1;
-    }
     let levels: Vec<String> =
-        Level::ALL.iter().rev().map(|l| format!("{} {}", l, by_level.get(l).unwrap_or(&0))).collect();
-    writeln!(out, "  detections: {} ({})", detections.len(), levels.join(", "))?;
-    let mut rules_sorted: Vec<_> = by_rule.into_iter().collect();
-    rules_sorted.sort_by(|a, b| b.1.cmp(&a.1).then(b.0.2.cmp(&a.0.2)).then(a.0.0.cmp(b.0.0)));
+        Level::ALL.iter().rev().map(|l| format!("{} {}", l, tally.by_level.get(l).unwrap_or(&0))).collect();
+    writeln!(out, "  detections: {} ({})", tally.total, levels.join(", "))?;
+    let mut rules_sorted: Vec<_> = tally.by_rule.iter().collect();
+    rules_sorted.sort_by(|a, b| b.1.cmp(a.1).then(b.0.2.cmp(&a.0.2)).then(a.0.0.cmp(&b.0.0)));
     if !rules_sorted.is_empty() {
         writeln!(out, "  top rules:")?;
         for ((title, _, level), n) in rules_sorted.iter().take(10) {
             writeln!(out, "    {n:>6}  {level:<13} {title}")?;
         }
     }
-    let mut hosts: Vec<_> = by_host.into_iter().collect();
-    hosts.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    let mut hosts: Vec<_> = tally.by_host.iter().collect();
+    hosts.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
     if !hosts.is_empty() {
         writeln!(out, "  top hosts:")?;
         for (host, n) in hosts.iter().take(10) {

@@ -9,12 +9,13 @@ use std::io::{Read, Seek, SeekFrom};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use nigehban_detect::{Detection, Detector, Findings};
+use nigehban_detect::{Detector, Findings};
 use nigehban_event::read::{self, evtx};
 use nigehban_event::{Diagnostic, Event, Format, Item, Source};
 use rayon::prelude::*;
 
 use crate::inputs::{self, Input, Skipped};
+use crate::store::DetectionStore;
 
 /// EVTX chunks (64 KiB each) per unit of work.
 pub const EVTX_CHUNKS_PER_UNIT: u64 = 16;
@@ -59,7 +60,9 @@ struct Shared<'a> {
     detector: &'a dyn Detector,
     options: &'a HuntOptions,
     progress: &'a Progress,
-    findings: Mutex<Findings>,
+    store: Mutex<DetectionStore>,
+    observations: Mutex<Vec<nigehban_detect::Observation>>,
+    store_error: Mutex<Option<std::io::Error>>,
     diagnostics: Mutex<(Vec<Diagnostic>, u64)>,
     per_format: Mutex<Vec<(Format, u64)>>,
     filtered: AtomicU64,
@@ -128,8 +131,21 @@ impl Shared<'_> {
         if local.is_empty() {
             return;
         }
-        if let Ok(mut g) = self.findings.lock() {
-            g.append(local);
+        if !local.detections.is_empty()
+            && let Ok(mut store) = self.store.lock()
+        {
+            for d in local.detections.drain(..) {
+                if let Err(e) = store.push(&d)
+                    && let Ok(mut slot) = self.store_error.lock()
+                {
+                    slot.get_or_insert(e);
+                }
+            }
+        }
+        if !local.observations.is_empty()
+            && let Ok(mut g) = self.observations.lock()
+        {
+            g.append(&mut local.observations);
         }
     }
 
@@ -244,15 +260,16 @@ impl<R: Read> Read for CountingRead<'_, R> {
     }
 }
 
-/// Hunts over `inputs` with `detector`. Detections are returned sorted by time (events without
-/// a time last), then by source and position, so that the result is the same on every run.
+/// Hunts over `inputs` with `detector`. The detections are in the returned store, which gives
+/// them back sorted by time (events without a time last), then by source and position, so that
+/// the result is the same on every run. Fails only if the store's temporary file fails.
 pub fn hunt(
     inputs: Vec<Input>,
     skipped: Vec<Skipped>,
     detector: &dyn Detector,
     options: &HuntOptions,
     progress: &Progress,
-) -> (Vec<Detection>, HuntStats) {
+) -> std::io::Result<(DetectionStore, HuntStats)> {
     let mut units = Vec::new();
     let mut bytes = 0;
     let files = inputs.len();
@@ -282,14 +299,16 @@ pub fn hunt(
         detector,
         options,
         progress,
-        findings: Mutex::new(Findings::default()),
+        store: Mutex::new(DetectionStore::new()?),
+        observations: Mutex::new(Vec::new()),
+        store_error: Mutex::new(None),
         diagnostics: Mutex::new((Vec::new(), 0)),
         per_format: Mutex::new(Vec::new()),
         filtered: AtomicU64::new(0),
     };
     units.par_iter().for_each(|u| shared.run_unit(u));
 
-    let Findings { mut detections, mut observations } = shared.findings.into_inner().unwrap_or_default();
+    let mut observations = shared.observations.into_inner().unwrap_or_default();
     // Correlation runs over the observations in event-time order, whatever order the
     // parallel readers produced them in.
     observations.sort_by(|a, b| {
@@ -299,16 +318,13 @@ pub fn hunt(
             position_key_of(b.event.position),
         ))
     });
-    detections.extend(detector.correlate(observations));
-    detections.sort_by(|a, b| {
-        (a.timestamp.is_none(), a.timestamp, &a.source, position_key(a), &a.rule.id).cmp(&(
-            b.timestamp.is_none(),
-            b.timestamp,
-            &b.source,
-            position_key(b),
-            &b.rule.id,
-        ))
-    });
+    let mut store = shared.store.into_inner().map_err(|_| std::io::Error::other("detection store poisoned"))?;
+    if let Some(e) = shared.store_error.into_inner().ok().flatten() {
+        return Err(e);
+    }
+    for d in detector.correlate(observations) {
+        store.push(&d)?;
+    }
     let (mut diagnostics, diagnostics_total) = shared.diagnostics.into_inner().unwrap_or_default();
     diagnostics.sort_by(|a, b| (&a.source, format!("{:?}", a.position)).cmp(&(&b.source, format!("{:?}", b.position))));
     let mut events_per_format = shared.per_format.into_inner().unwrap_or_default();
@@ -323,11 +339,7 @@ pub fn hunt(
         diagnostics_total,
         events_per_format,
     };
-    (detections, stats)
-}
-
-fn position_key(d: &Detection) -> (u64, u64) {
-    position_key_of(d.position)
+    Ok((store, stats))
 }
 
 fn position_key_of(p: nigehban_event::Position) -> (u64, u64) {

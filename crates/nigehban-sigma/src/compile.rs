@@ -188,6 +188,58 @@ impl CompiledDetection {
     }
 }
 
+impl CompiledDetection {
+    /// The integer values `field` must have for the detection to match (e.g. the `EventID`s
+    /// a rule tests), when the condition requires one; `None` when it does not.
+    pub fn required_ints(&self, field: &str) -> Option<Vec<i64>> {
+        self.expr_ints(&self.condition, &field.to_ascii_lowercase())
+    }
+
+    fn expr_ints(&self, expr: &Expr, field: &str) -> Option<Vec<i64>> {
+        match expr {
+            Expr::Search(i) => match self.searches.get(*i)? {
+                Search::All(items) => smallest(items.iter().map(|it| item_ints(it, field))),
+                Search::Any(maps) => {
+                    let mut out = Vec::new();
+                    for items in maps {
+                        out.extend(smallest(items.iter().map(|it| item_ints(it, field)))?);
+                    }
+                    Some(out)
+                }
+            },
+            Expr::Not(_) => None,
+            Expr::False => Some(Vec::new()),
+            Expr::And(items) => smallest(items.iter().map(|e| self.expr_ints(e, field))),
+            Expr::Or(items) => {
+                let mut out = Vec::new();
+                for e in items {
+                    out.extend(self.expr_ints(e, field)?);
+                }
+                Some(out)
+            }
+        }
+    }
+}
+
+fn smallest(sets: impl Iterator<Item = Option<Vec<i64>>>) -> Option<Vec<i64>> {
+    sets.flatten().min_by_key(Vec::len)
+}
+
+/// The integers an item on `field` accepts, if it only accepts exact integers.
+fn item_ints(item: &FieldItem, field: &str) -> Option<Vec<i64>> {
+    if item.field.is_none() || &*item.field_lower != field || item.all {
+        return None;
+    }
+    let mut out = Vec::new();
+    for m in &item.matchers {
+        match m {
+            Matcher::Str { kind: StrKind::Exact, int: Some(n), .. } => out.push(*n),
+            _ => return None,
+        }
+    }
+    Some(out)
+}
+
 /// The most selective of several alternatives, each sufficient alone: the set whose shortest
 /// literal is longest.
 fn best(sets: impl Iterator<Item = Needles>) -> Needles {

@@ -201,7 +201,8 @@ impl RuleSetBuilder {
             let products = LogSourceTable::builtin().resolve(&self.rules[cv.rule.0 as usize].rule.logsource).products;
             match cv.variant.channels() {
                 Some(channels) => {
-                    let ids = cv.variant.event_ids();
+                    // Event ids from the log source, else those the detection requires.
+                    let ids = cv.variant.event_ids().or_else(|| cv.detection.required_ints("EventID"));
                     for ch in channels {
                         let entry = by_channel.entry(ch.clone()).or_default();
                         match &ids {

@@ -136,7 +136,7 @@ pub fn run(args: HuntArgs) -> anyhow::Result<ExitCode> {
 
     let options = HuntOptions { from: args.from, to: args.to };
     let done = std::sync::atomic::AtomicBool::new(false);
-    let (detections, stats) = std::thread::scope(|scope| {
+    let result = std::thread::scope(|scope| {
         if let Some(bar) = &bar {
             let progress = &progress;
             let done = &done;
@@ -161,18 +161,20 @@ pub fn run(args: HuntArgs) -> anyhow::Result<ExitCode> {
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
+    let (store, stats) = result.context("keeping detections in a temporary file")?;
+    let tally = store.tally().clone();
 
     match &args.output {
         Some(path) => {
             let file = std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
             let mut w = std::io::BufWriter::new(file);
-            output::write_detections(&mut w, args.format, &detections)?;
+            output::write_detections(&mut w, args.format, store)?;
             w.flush()?;
         }
         None => {
             let stdout = std::io::stdout();
             let mut w = std::io::BufWriter::new(stdout.lock());
-            if let Err(e) = output::write_detections(&mut w, args.format, &detections).and_then(|_| w.flush())
+            if let Err(e) = output::write_detections(&mut w, args.format, store).and_then(|_| w.flush())
                 && e.kind() != std::io::ErrorKind::BrokenPipe
             {
                 return Err(e.into());
@@ -181,11 +183,10 @@ pub fn run(args: HuntArgs) -> anyhow::Result<ExitCode> {
     }
     if !args.quiet {
         let mut err = std::io::stderr().lock();
-        output::write_summary(&mut err, &stats, &figures, &detections, started.elapsed())?;
+        output::write_summary(&mut err, &stats, &figures, &tally, started.elapsed())?;
     }
     // The process ends here: freeing thousands of compiled rules and every detection one by
     // one would only delay the exit.
     std::mem::forget(detector);
-    std::mem::forget(detections);
     Ok(ExitCode::SUCCESS)
 }

@@ -6,6 +6,7 @@ use nigehban_detect::SigmaDetector;
 use nigehban_hunt::inputs;
 use nigehban_hunt::rules;
 use nigehban_hunt::run::{HuntOptions, Progress};
+use nigehban_hunt::store::Record;
 
 /// The shared corpus, or `None` (with a notice) when it is absent outside CI.
 pub fn corpus() -> Option<PathBuf> {
@@ -34,14 +35,19 @@ pub fn hunt_counts(inputs: &[PathBuf], rule_dirs: &[PathBuf], relative_to: &Path
     let loaded = rules::load(rule_dirs);
     let detector = SigmaDetector::new(Arc::new(loaded.rules));
     let (found, skipped) = inputs::discover(inputs, None);
-    let (detections, _) = nigehban_hunt::hunt(found, skipped, &detector, &HuntOptions::default(), &Progress::default());
+    let (store, _) =
+        nigehban_hunt::hunt(found, skipped, &detector, &HuntOptions::default(), &Progress::default()).expect("hunt");
     let mut counts = BTreeMap::new();
-    for d in &detections {
-        let rel = Path::new(&*d.source)
-            .strip_prefix(relative_to)
-            .map(|p| p.display().to_string())
-            .unwrap_or_else(|_| d.source.to_string());
-        *counts.entry((d.rule.id.clone(), rel)).or_insert(0) += 1;
-    }
+    store
+        .for_each_sorted(|raw| {
+            let r: Record = serde_json::from_slice(raw).expect("stored record");
+            let rel = Path::new(&r.source)
+                .strip_prefix(relative_to)
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|_| r.source.clone());
+            *counts.entry((r.rule_id, rel)).or_insert(0) += 1;
+            Ok(())
+        })
+        .expect("read detections");
     counts
 }
