@@ -75,6 +75,25 @@ pub fn parse_time(s: &str) -> Result<jiff::Timestamp, String> {
     Err(format!("`{s}` is not a time (use RFC 3339 such as 2024-05-01T10:00:00Z, or a date such as 2024-05-01)"))
 }
 
+impl HuntArgs {
+    /// A hunt over `paths` with `rules`, everything else at its default: a table on standard
+    /// output and the summary.
+    pub fn new(paths: Vec<PathBuf>, rules: Vec<PathBuf>) -> HuntArgs {
+        HuntArgs {
+            paths,
+            rules,
+            min_level: None,
+            from: None,
+            to: None,
+            format: OutputFormat::Table,
+            output: None,
+            input_format: None,
+            threads: None,
+            quiet: false,
+        }
+    }
+}
+
 pub fn run(args: HuntArgs) -> anyhow::Result<ExitCode> {
     if let Some(n) = args.threads {
         rayon::ThreadPoolBuilder::new().num_threads(n.max(1)).build_global().context("starting worker threads")?;

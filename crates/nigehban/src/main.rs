@@ -1,5 +1,6 @@
 //! The `nigehban` command: one binary for every role.
 
+mod demo;
 mod hunt;
 mod rules;
 
@@ -14,6 +15,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// A first look: hunt over sample logs written for the demo.
+    Demo(demo::DemoArgs),
     /// Sweep files and folders of logs (EVTX, JSON, syslog, Zeek) with Sigma rules.
     Hunt(hunt::HuntArgs),
     /// Work with rule sets.
@@ -24,6 +27,7 @@ enum Command {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Demo(args) => demo::run(args),
         Command::Hunt(args) => hunt::run(args),
         Command::Rules(cmd) => rules::run(cmd),
     };

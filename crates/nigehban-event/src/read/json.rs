@@ -30,6 +30,12 @@ pub struct JsonReader<R> {
     escaped: bool,
     /// Items of a top-level array, once read.
     array: Option<std::vec::IntoIter<Json>>,
+    /// Whether objects fit on one line (NDJSON), learnt from the first complete object. In
+    /// NDJSON an object left open at the end of its line is malformed, and is reported at once.
+    single_line: Option<bool>,
+    /// A line read but not yet handled (it started a new object while the previous one was
+    /// still open).
+    held: Option<Vec<u8>>,
     done: bool,
 }
 
@@ -46,6 +52,8 @@ impl<R: BufRead> JsonReader<R> {
             in_string: false,
             escaped: false,
             array: None,
+            single_line: None,
+            held: None,
             done: false,
         }
     }
@@ -150,6 +158,12 @@ impl<R: BufRead> Iterator for JsonReader<R> {
                     None => self.array = None,
                 }
             }
+            if let Some(line) = self.held.take() {
+                if let Some(item) = self.take_line(line) {
+                    return Some(item);
+                }
+                continue;
+            }
             if self.done {
                 return None;
             }
@@ -175,33 +189,59 @@ impl<R: BufRead> Iterator for JsonReader<R> {
             if self.line == 1 && line.starts_with(b"\xEF\xBB\xBF") {
                 line.drain(..3);
             }
-            if self.pending.is_empty() {
-                let first = line.iter().position(|b| !b.is_ascii_whitespace());
-                let Some(first) = first else {
-                    self.buf = line;
-                    continue;
-                };
-                if !matches!(line[first], b'{' | b'[') {
-                    let item = self.diagnostic(self.line, "expected a JSON object".into());
-                    self.buf = line;
-                    return Some(item);
-                }
-                self.pending_start = self.line;
-            }
-            let closed = self.scan(&line);
-            self.pending.extend_from_slice(&line);
-            self.buf = line;
-            if self.pending.len() > MAX_OBJECT_BYTES {
-                let start = self.pending_start;
-                self.reset_scan();
-                return Some(
-                    self.diagnostic(start, format!("JSON object larger than {MAX_OBJECT_BYTES} bytes skipped")),
-                );
-            }
-            if closed && let Some(item) = self.finish_object() {
+            if let Some(item) = self.take_line(line) {
                 return Some(item);
             }
         }
+    }
+}
+
+impl<R: BufRead> JsonReader<R> {
+    /// Adds one line to the object being gathered; returns an item when one is complete (or
+    /// found malformed).
+    fn take_line(&mut self, line: Vec<u8>) -> Option<Item> {
+        let first = line.iter().position(|b| !b.is_ascii_whitespace());
+        let in_object = self.pending.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+        if in_object && first == Some(0) && line[0] == b'{' {
+            // A new object starts at the margin while the previous one is still open: the
+            // previous one is malformed. Report it, and read this line again afterwards.
+            let start = self.pending_start;
+            self.reset_scan();
+            self.held = Some(line);
+            return Some(self.diagnostic(start, "malformed JSON: object not closed".into()));
+        }
+        if self.pending.is_empty() {
+            let Some(first) = first else {
+                self.buf = line;
+                return None;
+            };
+            if !matches!(line[first], b'{' | b'[') {
+                let item = self.diagnostic(self.line, "expected a JSON object".into());
+                self.buf = line;
+                return Some(item);
+            }
+            self.pending_start = self.line;
+        }
+        let closed = self.scan(&line);
+        self.pending.extend_from_slice(&line);
+        self.buf = line;
+        if self.pending.len() > MAX_OBJECT_BYTES {
+            let start = self.pending_start;
+            self.reset_scan();
+            return Some(self.diagnostic(start, format!("JSON object larger than {MAX_OBJECT_BYTES} bytes skipped")));
+        }
+        if closed {
+            if self.single_line.is_none() {
+                self.single_line = Some(self.pending_start == self.line);
+            }
+            return self.finish_object();
+        }
+        if self.single_line == Some(true) {
+            let start = self.pending_start;
+            self.reset_scan();
+            return Some(self.diagnostic(start, "malformed JSON: object not closed on its line".into()));
+        }
+        None
     }
 }
 
@@ -261,8 +301,11 @@ mod tests {
         assert_eq!(ev[1].position, Position::Line(4));
         let diags: Vec<_> =
             items.iter().filter_map(|i| if let Item::Diagnostic(d) = i { Some(d) } else { None }).collect();
-        assert_eq!(diags.len(), 1);
+        // In NDJSON each line stands alone: the open object on line 2 and the stray line 3
+        // are both reported.
+        assert_eq!(diags.len(), 2);
         assert_eq!(diags[0].position, Some(Position::Line(2)));
+        assert_eq!(diags[1].position, Some(Position::Line(3)));
     }
 
     #[test]
@@ -272,6 +315,15 @@ mod tests {
         assert_eq!(ev.len(), 2);
         assert_eq!(ev[0].get("b.c"), Some(&Value::Int(1)));
         assert_eq!(ev[0].get("a"), Some(&Value::str("}{")));
+    }
+
+    #[test]
+    fn an_unclosed_pretty_object_does_not_swallow_the_next() {
+        let items = read("{\n  \"a\": 1\n}\n{\n  \"a\": [\n{\n  \"a\": 3\n}\n");
+        let ev = events(&items);
+        assert_eq!(ev.len(), 2);
+        assert_eq!(ev[1].get("a"), Some(&Value::Int(3)));
+        assert!(items.iter().any(|i| matches!(i, Item::Diagnostic(d) if d.position == Some(Position::Line(4)))));
     }
 
     #[test]
@@ -285,7 +337,12 @@ mod tests {
     fn truncated_object_is_reported() {
         let items = read("{\"a\":1}\n{\"a\":");
         assert_eq!(events(&items).len(), 1);
-        assert!(matches!(&items[1], Item::Diagnostic(d) if d.message.contains("truncated")));
+        assert!(
+            matches!(&items[1], Item::Diagnostic(d) if d.message.contains("not closed") && d.position == Some(Position::Line(2)))
+        );
+        // Without a first complete line to say it is NDJSON, the end of input is what tells.
+        let items = read("{\n\"a\":");
+        assert!(matches!(&items[0], Item::Diagnostic(d) if d.message.contains("truncated")));
     }
 
     #[test]

@@ -1,0 +1,3 @@
+//! The `nigehban` command as a user runs it.
+
+mod cli;
