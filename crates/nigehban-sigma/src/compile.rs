@@ -167,7 +167,15 @@ impl CompiledDetection {
 /// A necessary condition for a detection to match: at least one of these lowercase
 /// literals occurs in a text value of the event. `None` when no such set can be derived
 /// (negations, regular expressions, numeric comparisons …): the rule is then always tested.
-pub type Needles = Option<Vec<String>>;
+pub type Needles = Option<Vec<Needle>>;
+
+/// A literal the prefilter looks for, and the field it must be found in (ASCII lowercase;
+/// `None` for keywords, which may be in any field).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Needle {
+    pub text: String,
+    pub field: Option<Box<str>>,
+}
 
 impl CompiledDetection {
     /// The literals of which at least one must occur in the event's text values for the
@@ -243,7 +251,7 @@ fn item_ints(item: &FieldItem, field: &str) -> Option<Vec<i64>> {
 /// The most selective of several alternatives, each sufficient alone: the set whose shortest
 /// literal is longest.
 fn best(sets: impl Iterator<Item = Needles>) -> Needles {
-    sets.flatten().max_by_key(|set| set.iter().map(String::len).min().unwrap_or(usize::MAX))
+    sets.flatten().max_by_key(|set| set.iter().map(|n| n.text.len()).min().unwrap_or(usize::MAX))
 }
 
 fn union(sets: impl Iterator<Item = Needles>) -> Needles {
@@ -262,11 +270,21 @@ fn search_needles(search: &Search) -> Needles {
 }
 
 fn item_needles(item: &FieldItem) -> Needles {
-    if item.all {
-        best(item.matchers.iter().map(matcher_needles))
+    let texts = if item.all {
+        best_texts(item.matchers.iter().map(matcher_needles))
     } else {
-        union(item.matchers.iter().map(matcher_needles))
-    }
+        let mut out = Vec::new();
+        for m in &item.matchers {
+            out.extend(matcher_needles(m)?);
+        }
+        Some(out)
+    };
+    let field = item.field.as_ref().map(|_| item.field_lower.clone());
+    Some(texts?.into_iter().map(|text| Needle { text, field: field.clone() }).collect())
+}
+
+fn best_texts(sets: impl Iterator<Item = Option<Vec<String>>>) -> Option<Vec<String>> {
+    sets.flatten().max_by_key(|set| set.iter().map(String::len).min().unwrap_or(usize::MAX))
 }
 
 /// Literals that could also be the text of a number or boolean are no use: those values
@@ -277,7 +295,7 @@ fn usable(needle: &str) -> bool {
         && !matches!(needle, "true" | "false" | "null" | "inf" | "nan")
 }
 
-fn matcher_needles(m: &Matcher) -> Needles {
+fn matcher_needles(m: &Matcher) -> Option<Vec<String>> {
     match m {
         Matcher::Str { needle, .. } => {
             let lower = needle.to_lowercase();
@@ -286,7 +304,13 @@ fn matcher_needles(m: &Matcher) -> Needles {
         Matcher::Glob { literal, .. } => {
             literal.as_ref().map(|l| l.to_lowercase()).filter(|l| usable(l)).map(|l| vec![l])
         }
-        Matcher::Any(ms) => union(ms.iter().map(matcher_needles)),
+        Matcher::Any(ms) => {
+            let mut out = Vec::new();
+            for m in ms {
+                out.extend(matcher_needles(m)?);
+            }
+            Some(out)
+        }
         Matcher::Regex(_)
         | Matcher::Cidr(_)
         | Matcher::Cmp(..)

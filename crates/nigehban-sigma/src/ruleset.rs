@@ -5,7 +5,7 @@
 //! Sysmon network event (id 3) never meets it. Per-event cost thus grows with the number of
 //! rules for that event's source, not with the whole rule set.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use aho_corasick::{AhoCorasick, MatchKind};
@@ -178,21 +178,28 @@ impl RuleSetBuilder {
         let mut by_channel: HashMap<String, ChannelIndex> = HashMap::new();
         let mut by_product: HashMap<Product, Vec<u32>> = HashMap::new();
         let mut any_product: Vec<u32> = Vec::new();
-        let mut needles: Vec<String> = Vec::new();
-        let mut needle_ids: HashMap<String, u32> = HashMap::new();
-        let mut needle_variants: Vec<Vec<u32>> = Vec::new();
+        // Literals by where they must be found: in one named field, or (keywords) anywhere.
+        let mut needles: [Vec<String>; 2] = [Vec::new(), Vec::new()];
+        let mut needle_ids: HashMap<(String, bool), u32> = HashMap::new();
+        let mut needle_variants: [Vec<Vec<u32>>; 2] = [Vec::new(), Vec::new()];
+        let mut scanned_fields: HashSet<Box<str>> = HashSet::new();
         let mut filtered = vec![false; self.variants.len()];
         for (i, cv) in self.variants.iter().enumerate() {
             let i = i as u32;
             if let Some(set) = cv.detection.needles() {
                 filtered[i as usize] = true;
                 for n in set {
-                    let id = *needle_ids.entry(n.clone()).or_insert_with(|| {
-                        needles.push(n);
-                        needle_variants.push(Vec::new());
-                        (needles.len() - 1) as u32
+                    let anywhere = n.field.is_none();
+                    if let Some(f) = n.field {
+                        scanned_fields.insert(f);
+                    }
+                    let k = usize::from(anywhere);
+                    let id = *needle_ids.entry((n.text.clone(), anywhere)).or_insert_with(|| {
+                        needles[k].push(n.text);
+                        needle_variants[k].push(Vec::new());
+                        (needles[k].len() - 1) as u32
                     });
-                    let list = &mut needle_variants[id as usize];
+                    let list = &mut needle_variants[k][id as usize];
                     if list.last() != Some(&i) {
                         list.push(i);
                     }
@@ -225,12 +232,21 @@ impl RuleSetBuilder {
                 },
             }
         }
-        let prefilter = AhoCorasick::builder()
-            .match_kind(MatchKind::Standard)
-            .kind(Some(aho_corasick::AhoCorasickKind::ContiguousNFA))
-            .build(&needles)
-            .ok()
-            .map(|automaton| Prefilter { automaton, needle_variants, filtered });
+        let build = |patterns: &[String]| {
+            AhoCorasick::builder()
+                .match_kind(MatchKind::Standard)
+                .kind(Some(aho_corasick::AhoCorasickKind::ContiguousNFA))
+                .build(patterns)
+                .ok()
+        };
+        let [field_needles, anywhere_needles] = needles;
+        let [field_variants, anywhere_variants] = needle_variants;
+        let prefilter = match (build(&field_needles), build(&anywhere_needles)) {
+            (Some(in_fields), Some(anywhere)) => {
+                Some(Prefilter { in_fields, anywhere, field_variants, anywhere_variants, scanned_fields, filtered })
+            }
+            _ => None,
+        };
         RuleSet {
             rules: self.rules,
             variants: self.variants,
@@ -244,13 +260,18 @@ impl RuleSetBuilder {
     }
 }
 
-/// The shared literal prefilter: one automaton over the literals that rules need (see
+/// The shared literal prefilter: automata over the literals that rules need (see
 /// [`CompiledDetection::needles`]), run once over an event's text values; a rule with
-/// literals is tested only if one of them was found.
+/// literals is tested only if one of them was found. Literals bound to a field are looked for
+/// only in the fields some rule reads; keyword literals in every field.
 struct Prefilter {
-    automaton: AhoCorasick,
+    in_fields: AhoCorasick,
+    anywhere: AhoCorasick,
     /// For each literal, the variants that need it (any one of their literals suffices).
-    needle_variants: Vec<Vec<u32>>,
+    field_variants: Vec<Vec<u32>>,
+    anywhere_variants: Vec<Vec<u32>>,
+    /// Folded names of the fields that field-bound literals come from.
+    scanned_fields: HashSet<Box<str>>,
     /// Variants that have literals (the others are always tested).
     filtered: Vec<bool>,
 }
@@ -260,20 +281,35 @@ impl Prefilter {
     fn scan(&self, event: &Event, possible: &mut Vec<u64>) {
         possible.clear();
         possible.resize(self.filtered.len().div_ceil(64), 0);
-        let mut mark = |text: &str| {
-            for m in self.automaton.find_overlapping_iter(text) {
-                for &v in &self.needle_variants[m.pattern().as_usize()] {
-                    possible[v as usize / 64] |= 1 << (v % 64);
-                }
-            }
-        };
+        let scan_anywhere = self.anywhere.patterns_len() > 0;
+        let mut folded = String::new();
         for f in event.fields() {
+            folded.clear();
+            folded.extend(f.name.chars().map(|c| c.to_ascii_lowercase()));
+            let in_fields = self.scanned_fields.contains(folded.as_str());
+            if !in_fields && !scan_anywhere {
+                continue;
+            }
             f.value.for_each_scalar(&mut |v| {
                 if let Value::Str(t) = v {
-                    mark(t.lower());
+                    let text = t.lower();
+                    if in_fields {
+                        mark(&self.in_fields, &self.field_variants, text, possible);
+                    }
+                    if scan_anywhere {
+                        mark(&self.anywhere, &self.anywhere_variants, text, possible);
+                    }
                 }
                 false
             });
+        }
+    }
+}
+
+fn mark(automaton: &AhoCorasick, variants: &[Vec<u32>], text: &str, possible: &mut [u64]) {
+    for m in automaton.find_overlapping_iter(text) {
+        for &v in &variants[m.pattern().as_usize()] {
+            possible[v as usize / 64] |= 1 << (v % 64);
         }
     }
 }
