@@ -175,7 +175,18 @@ impl Shared<'_> {
         // Count bytes as they are read for progress; gzip inputs count compressed bytes at the end.
         let counting = CountingRead { inner: reader, progress: self.progress, count: !input.gzip };
         let items = read::read_text(input.format, std::io::BufReader::with_capacity(64 << 10, counting), source);
-        // Detections are appended in batches so that the shared lock is rarely taken.
+        // Zeek JSON lines do not say which log they belong to; the file name does (`dns.log`,
+        // `conn.00:00:00-01:00:00.log.gz`), and Sigma's Zeek rules select by it.
+        let zeek_path = zeek_path_hint(&input.path);
+        let items = items.map(move |mut item| {
+            if let (Item::Event(e), Some(path)) = (&mut item, &zeek_path)
+                && e.product == nigehban_event::Product::Zeek
+                && e.get_exact("_path").is_none()
+            {
+                e.set("_path", nigehban_event::Value::str(path.as_str()));
+            }
+            item
+        });
         let n = self.process(items, &name, local);
         if input.gzip {
             self.progress.bytes.fetch_add(input.size, Ordering::Relaxed);
@@ -242,6 +253,58 @@ impl Shared<'_> {
         }
         self.count_format(Format::Evtx, events);
     }
+}
+
+/// The Zeek log a file holds, from its name, when it is one of Zeek's logs.
+fn zeek_path_hint(path: &std::path::Path) -> Option<String> {
+    const LOGS: &[&str] = &[
+        "conn",
+        "dns",
+        "http",
+        "ssl",
+        "x509",
+        "files",
+        "notice",
+        "weird",
+        "smtp",
+        "ssh",
+        "ftp",
+        "dhcp",
+        "smb_files",
+        "smb_mapping",
+        "dce_rpc",
+        "kerberos",
+        "ntlm",
+        "rdp",
+        "ldap",
+        "sip",
+        "snmp",
+        "tunnel",
+        "software",
+        "pe",
+        "known_hosts",
+        "known_services",
+        "known_certs",
+        "ocsp",
+        "radius",
+        "mysql",
+        "irc",
+        "rfb",
+        "socks",
+        "modbus",
+        "dnp3",
+        "intel",
+    ];
+    // `dns.log`, `dns.00:00:00-01:00:00.log.gz`, or with a sensor prefix: `NASHUA_dns.log`.
+    let name = path.file_name()?.to_str()?;
+    let stem = name.split('.').next()?;
+    LOGS.iter()
+        .filter(|log| {
+            stem == **log
+                || stem.strip_suffix(**log).is_some_and(|prefix| prefix.ends_with('_') || prefix.ends_with('-'))
+        })
+        .max_by_key(|log| log.len())
+        .map(|log| (*log).to_owned())
 }
 
 struct CountingRead<'a, R> {
@@ -340,6 +403,22 @@ pub fn hunt(
         events_per_format,
     };
     Ok((store, stats))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::zeek_path_hint;
+    use std::path::Path;
+
+    #[test]
+    fn zeek_log_names() {
+        assert_eq!(zeek_path_hint(Path::new("/x/dns.log")).as_deref(), Some("dns"));
+        assert_eq!(zeek_path_hint(Path::new("conn.00:00:00-01:00:00.log.gz")).as_deref(), Some("conn"));
+        assert_eq!(zeek_path_hint(Path::new("NASHUA_smb_files.log")).as_deref(), Some("smb_files"));
+        assert_eq!(zeek_path_hint(Path::new("NASHUA_files.log")).as_deref(), Some("files"));
+        assert_eq!(zeek_path_hint(Path::new("auth.log")), None);
+        assert_eq!(zeek_path_hint(Path::new("myconn.log")), None);
+    }
 }
 
 fn position_key_of(p: nigehban_event::Position) -> (u64, u64) {

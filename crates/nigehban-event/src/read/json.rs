@@ -257,9 +257,26 @@ pub fn event_from_json(v: &Json, raw: String, source: &Arc<Source>, position: Po
     if windows::normalize_winlogbeat(&mut event) || windows::normalize_flat(&mut event) {
         return event;
     }
-    if event.get_exact("uid").is_some() && event.get_exact("ts").is_some() {
+    if event.get_exact("ts").is_some() && (event.get_exact("uid").is_some() || event.get_exact("@stream").is_some()) {
         event.product = Product::Zeek;
         zeek::set_zeek_timestamp(&mut event);
+        // Some exporters name the log in `@stream` and flatten `id.orig_h` to `id_orig_h`;
+        // Sigma's Zeek rules use Zeek's own names.
+        if event.get_exact("_path").is_none()
+            && let Some(stream) = event.get_exact("@stream").cloned()
+        {
+            event.set("_path", stream);
+        }
+        for (flat, dotted) in [
+            ("id_orig_h", "id.orig_h"),
+            ("id_orig_p", "id.orig_p"),
+            ("id_resp_h", "id.resp_h"),
+            ("id_resp_p", "id.resp_p"),
+        ] {
+            if let Some(v) = event.get_exact(flat).cloned() {
+                event.set_default(dotted, v);
+            }
+        }
         return event;
     }
     event.timestamp =
@@ -324,6 +341,19 @@ mod tests {
         assert_eq!(ev.len(), 2);
         assert_eq!(ev[1].get("a"), Some(&Value::Int(3)));
         assert!(items.iter().any(|i| matches!(i, Item::Diagnostic(d) if d.position == Some(Position::Line(4)))));
+    }
+
+    #[test]
+    fn zeek_json_gets_zeek_names() {
+        let items = read(
+            "{\"@stream\":\"conn\",\"ts\":1588205199.82437,\"uid\":\"C1\",\"id_orig_h\":\"10.0.1.6\",\"id_resp_p\":53}\n",
+        );
+        let ev = events(&items);
+        assert_eq!(ev[0].product, Product::Zeek);
+        assert_eq!(ev[0].get("_path"), Some(&Value::str("conn")));
+        assert_eq!(ev[0].get("id.orig_h"), Some(&Value::str("10.0.1.6")));
+        assert_eq!(ev[0].get("id.resp_p"), Some(&Value::Int(53)));
+        assert!(ev[0].timestamp.is_some());
     }
 
     #[test]
