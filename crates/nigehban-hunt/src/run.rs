@@ -405,6 +405,14 @@ pub fn hunt(
     Ok((store, stats))
 }
 
+fn position_key_of(p: nigehban_event::Position) -> (u64, u64) {
+    match p {
+        nigehban_event::Position::Line(n) => (n, 0),
+        nigehban_event::Position::Offset(o) => (o, 0),
+        nigehban_event::Position::EvtxRecord { record_id, chunk_offset } => (chunk_offset, record_id),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::zeek_path_hint;
@@ -418,13 +426,5 @@ mod tests {
         assert_eq!(zeek_path_hint(Path::new("NASHUA_files.log")).as_deref(), Some("files"));
         assert_eq!(zeek_path_hint(Path::new("auth.log")), None);
         assert_eq!(zeek_path_hint(Path::new("myconn.log")), None);
-    }
-}
-
-fn position_key_of(p: nigehban_event::Position) -> (u64, u64) {
-    match p {
-        nigehban_event::Position::Line(n) => (n, 0),
-        nigehban_event::Position::Offset(o) => (o, 0),
-        nigehban_event::Position::EvtxRecord { record_id, chunk_offset } => (chunk_offset, record_id),
     }
 }

@@ -29,6 +29,54 @@ pub struct Record {
     pub fields: serde_json::Map<String, serde_json::Value>,
 }
 
+/// The same record, borrowed from a detection, for writing without copying its strings.
+#[derive(Serialize)]
+struct RecordRef<'a> {
+    timestamp: Option<String>,
+    rule_id: &'a str,
+    rule_title: &'a str,
+    level: &'a str,
+    engine: &'a str,
+    tags: &'a [String],
+    rule_path: &'a str,
+    host: Option<&'a str>,
+    source: &'a str,
+    position: String,
+    #[serde(serialize_with = "fields_as_map")]
+    fields: &'a [(String, String)],
+}
+
+fn fields_as_map<S: serde::Serializer>(fields: &&[(String, String)], s: S) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeMap;
+    let mut map = s.serialize_map(Some(fields.len()))?;
+    for (k, v) in fields.iter() {
+        map.serialize_entry(k, v)?;
+    }
+    map.end()
+}
+
+impl<'a> RecordRef<'a> {
+    fn new(d: &'a Detection) -> Self {
+        RecordRef {
+            timestamp: d.timestamp.map(|t| t.to_string()),
+            rule_id: &d.rule.id,
+            rule_title: &d.rule.title,
+            level: d.rule.level.as_str(),
+            engine: match d.rule.engine {
+                nigehban_detect::Engine::Sigma => "sigma",
+                nigehban_detect::Engine::Indicator => "indicator",
+                nigehban_detect::Engine::Correlation => "correlation",
+            },
+            tags: &d.rule.tags,
+            rule_path: &d.rule.path,
+            host: d.host.as_deref(),
+            source: &d.source,
+            position: d.position.to_string(),
+            fields: &d.fields,
+        }
+    }
+}
+
 impl Record {
     pub fn from_detection(d: &Detection) -> Record {
         Record {
@@ -36,7 +84,7 @@ impl Record {
             rule_id: d.rule.id.clone(),
             rule_title: d.rule.title.clone(),
             level: d.rule.level.as_str().to_owned(),
-            engine: format!("{:?}", d.rule.engine).to_lowercase(),
+            engine: RecordRef::new(d).engine.to_owned(),
             tags: d.rule.tags.clone(),
             rule_path: d.rule.path.clone(),
             host: d.host.clone(),
@@ -122,7 +170,7 @@ impl DetectionStore {
 
     pub fn push(&mut self, d: &Detection) -> io::Result<()> {
         self.line.clear();
-        serde_json::to_writer(&mut self.line, &Record::from_detection(d)).map_err(io::Error::other)?;
+        serde_json::to_writer(&mut self.line, &RecordRef::new(d)).map_err(io::Error::other)?;
         self.file.write_all(&self.line)?;
         self.keys.push(Key {
             timestamp: d.timestamp,
@@ -136,12 +184,14 @@ impl DetectionStore {
         let t = &mut self.tally;
         t.total += 1;
         *t.by_level.entry(d.rule.level).or_default() += 1;
-        if let Some(c) = t.by_rule.get_mut(&(d.rule.title.clone(), d.rule.id.clone(), d.rule.level)) {
-            *c += 1;
-        } else {
-            t.by_rule.insert((d.rule.title.clone(), d.rule.id.clone(), d.rule.level), 1);
+        *t.by_rule.entry((d.rule.title.clone(), d.rule.id.clone(), d.rule.level)).or_default() += 1;
+        let host = d.host.as_deref().unwrap_or("-");
+        match t.by_host.get_mut(host) {
+            Some(c) => *c += 1,
+            None => {
+                t.by_host.insert(host.to_owned(), 1);
+            }
         }
-        *t.by_host.entry(d.host.clone().unwrap_or_else(|| "-".into())).or_default() += 1;
         Ok(())
     }
 
