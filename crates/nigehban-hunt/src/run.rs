@@ -226,18 +226,13 @@ impl Shared<'_> {
         for i in 0..chunks {
             let offset = start + i * evtx::CHUNK_SIZE as u64;
             let mut data = vec![0u8; evtx::CHUNK_SIZE];
-            let mut filled = 0;
-            while filled < data.len() {
-                match file.read(&mut data[filled..]) {
-                    Ok(0) => break,
-                    Ok(n) => filled += n,
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                    Err(e) => {
-                        self.diagnostic(diag(format!("read error: {e}"), Some(offset)));
-                        break;
-                    }
+            let filled = match evtx::read_full(&mut file, &mut data) {
+                Ok(n) => n,
+                Err(e) => {
+                    self.diagnostic(diag(format!("read error: {e}"), Some(offset)));
+                    break;
                 }
-            }
+            };
             self.progress.bytes.fetch_add(filled as u64, Ordering::Relaxed);
             if filled < data.len() {
                 if filled > 0 && data[..filled].iter().any(|b| *b != 0) {
