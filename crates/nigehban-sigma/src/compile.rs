@@ -142,7 +142,7 @@ impl CompiledDetection {
         let mut exprs = Vec::new();
         for c in &conditions {
             exprs.push(
-                condition::parse(c, &names).map_err(|message| Error::Condition { condition: c.clone(), message })?,
+                condition::parse(c, &names).map_err(|message| Error::Condition { condition: clip(c, 160), message })?,
             );
         }
         let condition = if exprs.len() == 1 { exprs.remove(0) } else { Expr::Or(exprs) };
@@ -399,6 +399,14 @@ fn scalar_matches(m: &Matcher, v: &Value, event: &Event) -> bool {
         }
         Matcher::Null => v.is_null(),
         Matcher::Exists(_) | Matcher::Any(_) => false,
+    }
+}
+
+/// `s` cut to at most `max` characters, for error messages.
+fn clip(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        Some((at, _)) => format!("{}…", &s[..at]),
+        None => s.to_owned(),
     }
 }
 

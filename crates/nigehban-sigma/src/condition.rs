@@ -85,7 +85,7 @@ pub fn parse(condition: &str, names: &[String]) -> Result<Expr, String> {
     if tokens.contains(&Token::Pipe) {
         return Err("aggregation expressions (`| count() …`) are not supported; use a correlation rule".into());
     }
-    let mut p = Parser { tokens, pos: 0, names };
+    let mut p = Parser { tokens, pos: 0, names, depth: 0 };
     let expr = p.or()?;
     if p.pos != p.tokens.len() {
         return Err(format!("unexpected `{}`", p.describe(p.pos)));
@@ -93,10 +93,15 @@ pub fn parse(condition: &str, names: &[String]) -> Result<Expr, String> {
     Ok(expr)
 }
 
+/// How deeply parentheses and `not`s may nest: far beyond any real rule, and low enough
+/// that neither parsing nor evaluating (both recursive) can exhaust the stack.
+pub const MAX_DEPTH: usize = 64;
+
 struct Parser<'a> {
     tokens: Vec<Token>,
     pos: usize,
     names: &'a [String],
+    depth: usize,
 }
 
 impl Parser<'_> {
@@ -133,9 +138,20 @@ impl Parser<'_> {
     fn not(&mut self) -> Result<Expr, String> {
         if self.peek() == Some(&Token::Not) {
             self.pos += 1;
-            return Ok(Expr::Not(Box::new(self.not()?)));
+            self.enter()?;
+            let inner = self.not()?;
+            self.depth -= 1;
+            return Ok(Expr::Not(Box::new(inner)));
         }
         self.primary()
+    }
+
+    fn enter(&mut self) -> Result<(), String> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return Err(format!("nested more than {MAX_DEPTH} levels deep"));
+        }
+        Ok(())
     }
 
     fn primary(&mut self) -> Result<Expr, String> {
@@ -143,7 +159,9 @@ impl Parser<'_> {
         self.pos += 1;
         match tok {
             Some(Token::LParen) => {
+                self.enter()?;
                 let e = self.or()?;
+                self.depth -= 1;
                 if self.peek() != Some(&Token::RParen) {
                     return Err(format!("expected `)`, found {}", self.describe(self.pos)));
                 }
@@ -248,6 +266,17 @@ mod tests {
         );
         assert_eq!(parse("1 of filter*", &n).unwrap(), Expr::Search(2));
         assert_eq!(parse("any of sel_b", &n).unwrap(), Expr::Search(1));
+    }
+
+    #[test]
+    fn deep_nesting_is_an_error_not_a_stack_overflow() {
+        let n = names(&["a"]);
+        let deep = format!("{}a{}", "(".repeat(100_000), ")".repeat(100_000));
+        assert!(parse(&deep, &n).unwrap_err().contains("nested more than"));
+        let nots = format!("{}a", "not ".repeat(100_000));
+        assert!(parse(&nots, &n).unwrap_err().contains("nested more than"));
+        let ok = format!("{}a{}", "(".repeat(60), ")".repeat(60));
+        assert_eq!(parse(&ok, &n).unwrap(), Expr::Search(0));
     }
 
     #[test]
