@@ -92,6 +92,21 @@ fn push_system(event: &mut Event, system: &Map<String, Json>) {
     }
 }
 
+/// An XML element rendered as JSON, as a plain value: an element with text is its text;
+/// attributes (`#attributes`) are dropped, at every depth.
+fn element_value(v: &Json) -> Json {
+    match v {
+        Json::Object(m) => match m.get("#text") {
+            Some(text) => text.clone(),
+            None => Json::Object(
+                m.iter().filter(|(k, _)| !k.starts_with('#')).map(|(k, v)| (k.clone(), element_value(v))).collect(),
+            ),
+        },
+        Json::Array(items) => Json::Array(items.iter().map(element_value).collect()),
+        other => other.clone(),
+    }
+}
+
 fn attributes(value: &Json) -> Option<&Map<String, Json>> {
     value.get("#attributes").and_then(Json::as_object)
 }
@@ -131,7 +146,7 @@ fn push_event_data(event: &mut Event, data: &Json, prefix: Option<&str>) {
                 };
                 let mut nested = Event::new(event.source.clone(), event.position, event.product, event.format);
                 for (k, v) in inner.iter().filter(|(k, _)| !k.starts_with('#')) {
-                    nested.push_json(&format!("{path}.{k}"), v);
+                    nested.push_json(&format!("{path}.{k}"), &element_value(v));
                 }
                 for f in nested.fields() {
                     let leaf = f.name.rsplit('.').next().unwrap_or(&f.name);
@@ -298,6 +313,19 @@ mod tests {
         assert_eq!(e.get("SubjectUserName"), Some(&Value::str("bob")));
         assert_eq!(e.get("Channel"), Some(&Value::str("System")));
         assert_eq!(e.get("LogFileCleared.Channel"), Some(&Value::str("Application")));
+    }
+
+    #[test]
+    fn nested_elements_with_text_become_plain_values() {
+        let v: Json = serde_json::json!({"Event": {
+            "System": {"EventID": 1, "Channel": "X"},
+            "EventData": {"Outer": {"Inner": {"#attributes": {"a": 1}, "#text": "value"}}}
+        }});
+        let mut e = blank();
+        assert!(from_evtx_json(&mut e, &v));
+        assert_eq!(e.get("Outer.Inner"), Some(&Value::str("value")));
+        assert_eq!(e.get("Inner"), Some(&Value::str("value")));
+        assert!(e.fields().iter().all(|f| !f.name.contains('#')), "{:?}", e.fields());
     }
 
     #[test]
