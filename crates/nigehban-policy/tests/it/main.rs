@@ -1,0 +1,3 @@
+//! The policy against the hand-written visibility matrix.
+
+mod matrix;

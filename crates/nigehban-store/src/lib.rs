@@ -1,0 +1,232 @@
+//! Storage for the platform: the constituency, accounts, sessions and API tokens, marked
+//! objects with their recipients and shares, and the hash-chained audit log.
+//!
+//! One interface, [`Store`], with two real back ends: SQLite (embedded default: a file in the
+//! data directory, WAL, one writer connection and a pool of readers) and PostgreSQL
+//! (scale-out). Each has its own migrations (`migrations/sqlite`, `migrations/postgres`),
+//! applied when the store opens. The SQL is shared where the two dialects agree (`$1`
+//! placeholders work in both) and split where they do not.
+//!
+//! Every change takes an [`Actor`] and appends to the audit log in the same transaction, so a
+//! change without its audit entry cannot be committed.
+//!
+//! **Invariant:** this is the only crate that knows SQL. **Invariant:** lists of marked objects
+//! are filtered in the database by the policy's [`nigehban_policy::ReadScope`] and every row is
+//! re-checked with [`nigehban_policy::can`] before it leaves the store.
+
+mod audit;
+mod auth;
+mod objects;
+mod orgs;
+#[doc(hidden)]
+pub mod testing;
+mod users;
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use uuid::Uuid;
+
+pub use audit::{AuditEntry, AuditQuery, AuditRecord, VerifyReport, chain_hash};
+pub use auth::{ApiToken, NewToken, Session};
+pub use objects::{NewObject, Object, ObjectFilter, ObjectUpdate};
+pub use orgs::{NewOrg, Org, OrgProfile, OrgUpdate};
+pub use users::{NewUser, User, UserUpdate};
+
+/// What went wrong in the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("stored data is inconsistent: {0}")]
+    Corrupt(String),
+}
+
+impl StoreError {
+    /// Turns a unique-constraint violation into a [`StoreError::Conflict`] with the message.
+    fn unique(e: sqlx::Error, message: impl FnOnce() -> String) -> StoreError {
+        match &e {
+            sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::Conflict(message()),
+            _ => StoreError::Database(e),
+        }
+    }
+}
+
+/// Result of store operations.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Who makes a change, for the audit log.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Actor {
+    /// The user, if a person acted.
+    pub user: Option<Uuid>,
+    /// The API token, if a machine acted.
+    pub token: Option<Uuid>,
+    /// The organisation acted for.
+    pub org: Option<Uuid>,
+    /// The client address.
+    pub ip: Option<String>,
+}
+
+impl Actor {
+    /// The platform itself (first start, the demo's seeding, migrations).
+    pub fn system() -> Actor {
+        Actor::default()
+    }
+}
+
+/// A page of results with the cursor of the next page.
+#[derive(Debug, Clone)]
+pub struct Page<T> {
+    /// The items, newest first.
+    pub items: Vec<T>,
+    /// Pass as `before` to get the next page; `None` on the last page.
+    pub next: Option<Uuid>,
+}
+
+#[derive(Clone)]
+pub(crate) enum Backend {
+    Sqlite { read: SqlitePool, write: SqlitePool },
+    Postgres(PgPool),
+}
+
+/// The few places where the two SQL dialects differ.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+impl Dialect {
+    /// Reads the audit chain's head, locking it against concurrent appends (SQLite serializes
+    /// writers on its single writer connection).
+    pub(crate) fn head_sql(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "SELECT seq, hash FROM audit_head WHERE id = 1",
+            Dialect::Postgres => "SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE",
+        }
+    }
+}
+
+/// Runs `$body` with `$pool` bound to a pool for reading.
+macro_rules! on_read {
+    ($store:expr, $pool:ident => $body:expr) => {
+        match &$store.backend {
+            $crate::Backend::Sqlite { read: $pool, .. } => $body,
+            $crate::Backend::Postgres($pool) => $body,
+        }
+    };
+}
+
+/// Runs `$body` with `$pool` bound to the pool for writing and `$d` to the dialect.
+macro_rules! on_write {
+    ($store:expr, $pool:ident, $d:ident => $body:expr) => {
+        match &$store.backend {
+            $crate::Backend::Sqlite { write: $pool, .. } => {
+                #[allow(unused_variables)]
+                let $d = $crate::Dialect::Sqlite;
+                $body
+            }
+            $crate::Backend::Postgres($pool) => {
+                #[allow(unused_variables)]
+                let $d = $crate::Dialect::Postgres;
+                $body
+            }
+        }
+    };
+}
+pub(crate) use {on_read, on_write};
+
+/// The platform's storage (cheap to clone: the pools are shared).
+#[derive(Clone)]
+pub struct Store {
+    pub(crate) backend: Backend,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self.backend {
+            Backend::Sqlite { .. } => "Store(SQLite)",
+            Backend::Postgres(_) => "Store(PostgreSQL)",
+        })
+    }
+}
+
+/// Microseconds since the Unix epoch, now.
+pub(crate) fn now_micros() -> i64 {
+    jiff::Timestamp::now().as_microsecond()
+}
+
+/// A timestamp from stored microseconds.
+pub fn timestamp(micros: i64) -> jiff::Timestamp {
+    jiff::Timestamp::from_microsecond(micros).unwrap_or(jiff::Timestamp::UNIX_EPOCH)
+}
+
+impl Store {
+    /// Opens (creating if needed) the SQLite database `nigehban.db` in `dir` and migrates it.
+    pub async fn open_sqlite(dir: &Path) -> Result<Store> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StoreError::Invalid(format!("cannot create data directory {}: {e}", dir.display())))?;
+        let options = SqliteConnectOptions::new()
+            .filename(dir.join("nigehban.db"))
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let write = SqlitePoolOptions::new().max_connections(1).connect_with(options.clone()).await?;
+        sqlx::migrate!("migrations/sqlite").run(&write).await?;
+        let readers = std::thread::available_parallelism().map_or(4, |n| n.get() * 2).max(4) as u32;
+        let read = SqlitePoolOptions::new().max_connections(readers).connect_with(options.read_only(true)).await?;
+        Ok(Store { backend: Backend::Sqlite { read, write } })
+    }
+
+    /// Connects to PostgreSQL (`postgres://…`) and migrates the database.
+    pub async fn open_postgres(url: &str) -> Result<Store> {
+        let options = PgConnectOptions::from_str(url)?;
+        let pool = PgPoolOptions::new().max_connections(32).connect_with(options).await?;
+        sqlx::migrate!("migrations/postgres").run(&pool).await?;
+        Ok(Store { backend: Backend::Postgres(pool) })
+    }
+
+    /// Which back end this is: `sqlite` or `postgres`.
+    pub fn backend_name(&self) -> &'static str {
+        match self.backend {
+            Backend::Sqlite { .. } => "sqlite",
+            Backend::Postgres(_) => "postgres",
+        }
+    }
+
+    /// Whether the database answers (for `/healthz`).
+    pub async fn ping(&self) -> Result<()> {
+        on_read!(self, pool => sqlx::query("SELECT 1").execute(pool).await.map(|_| ()))?;
+        Ok(())
+    }
+
+    /// Closes the pools, waiting for running queries.
+    pub async fn close(&self) {
+        match &self.backend {
+            Backend::Sqlite { read, write } => {
+                read.close().await;
+                write.close().await;
+            }
+            Backend::Postgres(p) => p.close().await,
+        }
+    }
+}
+
+/// A fresh time-ordered identifier.
+pub fn new_id() -> Uuid {
+    Uuid::now_v7()
+}

@@ -1,0 +1,537 @@
+//! Marked objects: everything the visibility policy governs (events, alerts, incidents,
+//! indicators, sightings, engagements) shares one envelope — kind, owner, TLP, named recipients,
+//! assignees, shares — and carries its kind's content as JSON.
+
+use std::collections::HashMap;
+
+use nigehban_policy::{
+    Action, Kind, Marking, Principal, Role, Share, ShareTarget, Tlp, Tree, can, read_scope, shares_kept,
+};
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::audit::{AuditEntry, append_audit};
+use crate::{Actor, Page, Result, Store, StoreError, new_id, now_micros, on_read, on_write};
+
+/// A marked object.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Object {
+    pub id: Uuid,
+    pub kind: Kind,
+    /// The organisation that owns it.
+    pub owner: Uuid,
+    pub tlp: Tlp,
+    pub title: String,
+    /// The kind's content.
+    pub body: serde_json::Value,
+    pub created_by: Option<Uuid>,
+    pub created_at: i64,
+    pub updated_at: i64,
+    /// Incremented by every change (for optimistic concurrency).
+    pub version: i64,
+    /// TLP:RED: the named recipients.
+    pub recipients: Vec<Uuid>,
+    /// Engagements: the assigned auditors.
+    pub assignees: Vec<Uuid>,
+    /// Shares beyond the owner's chain.
+    pub shares: Vec<Share>,
+}
+
+impl Object {
+    /// What the policy needs to know of it.
+    pub fn marking(&self) -> Marking<'_> {
+        Marking {
+            kind: self.kind,
+            owner: self.owner,
+            tlp: self.tlp,
+            created_by: self.created_by,
+            recipients: &self.recipients,
+            shares: &self.shares,
+            assignees: &self.assignees,
+        }
+    }
+}
+
+/// A new object.
+#[derive(Debug, Clone)]
+pub struct NewObject {
+    pub kind: Kind,
+    pub owner: Uuid,
+    pub tlp: Tlp,
+    pub title: String,
+    pub body: serde_json::Value,
+    pub created_by: Option<Uuid>,
+    pub recipients: Vec<Uuid>,
+    pub assignees: Vec<Uuid>,
+}
+
+/// A change (`None` keeps the current value).
+#[derive(Debug, Clone, Default)]
+pub struct ObjectUpdate {
+    pub title: Option<String>,
+    pub body: Option<serde_json::Value>,
+    pub tlp: Option<Tlp>,
+    pub recipients: Option<Vec<Uuid>>,
+    pub assignees: Option<Vec<Uuid>>,
+    /// Refuse the change unless the object is still at this version.
+    pub expected_version: Option<i64>,
+}
+
+/// Filters for lists and searches.
+#[derive(Debug, Clone, Default)]
+pub struct ObjectFilter {
+    pub kind: Option<Kind>,
+    pub tlp: Option<Tlp>,
+    pub owner: Option<Uuid>,
+    /// Words the title contains (case-insensitive).
+    pub q: Option<String>,
+}
+
+#[derive(sqlx::FromRow)]
+struct ObjectRow {
+    id: Uuid,
+    kind: String,
+    owner_org: Uuid,
+    tlp: String,
+    title: String,
+    body: String,
+    created_by: Option<Uuid>,
+    created_at: i64,
+    updated_at: i64,
+    version: i64,
+}
+
+#[derive(sqlx::FromRow)]
+struct ShareRow {
+    object_id: Uuid,
+    by_org: Uuid,
+    target: String,
+    target_org: Option<Uuid>,
+}
+
+/// (object, user) rows of the recipient and assignee tables.
+type Pair = (Uuid, Uuid);
+
+const OBJECT_COLUMNS: &str =
+    "o.id, o.kind, o.owner_org, o.tlp, o.title, o.body, o.created_by, o.created_at, o.updated_at, o.version";
+
+fn share_columns(s: &Share) -> (&'static str, Option<Uuid>) {
+    match s.target {
+        ShareTarget::Org(o) => ("org", Some(o)),
+        ShareTarget::Community => ("community", None),
+        ShareTarget::Public => ("public", None),
+    }
+}
+
+fn row_to_object(r: ObjectRow) -> Result<Object> {
+    Ok(Object {
+        id: r.id,
+        kind: r.kind.parse().map_err(StoreError::Corrupt)?,
+        owner: r.owner_org,
+        tlp: r.tlp.parse().map_err(|e: nigehban_policy::TlpError| StoreError::Corrupt(e.to_string()))?,
+        title: r.title,
+        body: serde_json::from_str(&r.body).map_err(|e| StoreError::Corrupt(format!("body of {}: {e}", r.id)))?,
+        created_by: r.created_by,
+        created_at: r.created_at,
+        updated_at: r.updated_at,
+        version: r.version,
+        recipients: Vec::new(),
+        assignees: Vec::new(),
+        shares: Vec::new(),
+    })
+}
+
+/// Escapes `%`, `_` and `\` for a LIKE pattern with `ESCAPE '\'`.
+fn like_pattern(q: &str) -> String {
+    let mut out = String::from("%");
+    for c in q.to_lowercase().chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('%');
+    out
+}
+
+impl Store {
+    async fn check_people(&self, tree: &Tree, owner: Uuid, recipients: &[Uuid], assignees: &[Uuid]) -> Result<()> {
+        let chain = tree.chain(owner);
+        for r in recipients {
+            let user =
+                self.user(*r).await?.ok_or_else(|| StoreError::Invalid(format!("recipient {r}: no such user")))?;
+            if !chain.contains(&user.org) {
+                return Err(StoreError::Invalid(format!(
+                    "recipient {}: TLP:RED recipients are chosen among the owner's organisation and its CERTs",
+                    user.username
+                )));
+            }
+        }
+        for a in assignees {
+            let user =
+                self.user(*a).await?.ok_or_else(|| StoreError::Invalid(format!("assignee {a}: no such user")))?;
+            if user.role != Role::Auditor {
+                return Err(StoreError::Invalid(format!("assignee {}: only auditors are assigned", user.username)));
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates an object. The caller has checked [`nigehban_policy::can_create`].
+    pub async fn create_object(&self, actor: &Actor, tree: &Tree, new: NewObject) -> Result<Object> {
+        if new.title.trim().is_empty() {
+            return Err(StoreError::Invalid("title must not be empty".into()));
+        }
+        if tree.get(new.owner).is_none() {
+            return Err(StoreError::Invalid("owner: no such organisation".into()));
+        }
+        self.check_people(tree, new.owner, &new.recipients, &new.assignees).await?;
+        let id = new_id();
+        let now = now_micros();
+        let body = new.body.to_string();
+        let detail = serde_json::json!({
+            "kind": new.kind.as_str(), "owner": new.owner, "tlp": new.tlp.as_str(), "title": new.title,
+            "recipients": new.recipients, "assignees": new.assignees,
+        });
+        on_write!(self, pool, d => {
+            let mut tx = pool.begin().await?;
+            sqlx::query(
+                "INSERT INTO objects (id, kind, owner_org, tlp, title, body, created_by, created_at, updated_at, version) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, 1)",
+            )
+            .bind(id)
+            .bind(new.kind.as_str())
+            .bind(new.owner)
+            .bind(new.tlp.as_str())
+            .bind(&new.title)
+            .bind(&body)
+            .bind(new.created_by)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            for u in &new.recipients {
+                sqlx::query("INSERT INTO object_recipients (object_id, user_id) VALUES ($1, $2)")
+                    .bind(id).bind(u).execute(&mut *tx).await?;
+            }
+            for u in &new.assignees {
+                sqlx::query("INSERT INTO object_assignees (object_id, user_id) VALUES ($1, $2)")
+                    .bind(id).bind(u).execute(&mut *tx).await?;
+            }
+            append_audit!(tx, d, actor, AuditEntry::new("object.create", new.kind.as_str(), id, detail));
+            tx.commit().await?;
+        });
+        Ok(Object {
+            id,
+            kind: new.kind,
+            owner: new.owner,
+            tlp: new.tlp,
+            title: new.title,
+            body: new.body,
+            created_by: new.created_by,
+            created_at: now,
+            updated_at: now,
+            version: 1,
+            recipients: new.recipients,
+            assignees: new.assignees,
+            shares: Vec::new(),
+        })
+    }
+
+    /// Loads recipients, assignees and shares of the objects.
+    async fn fill_markings(&self, objects: &mut [Object]) -> Result<()> {
+        if objects.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<Uuid> = objects.iter().map(|o| o.id).collect();
+        let (recipients, assignees, shares): (Vec<Pair>, Vec<Pair>, Vec<ShareRow>) = on_read!(self, pool => {
+            let mut qb = sqlx::QueryBuilder::new("SELECT object_id, user_id FROM object_recipients WHERE object_id IN (");
+            let mut sep = qb.separated(", ");
+            for id in &ids { sep.push_bind(*id); }
+            qb.push(")");
+            let recipients = qb.build_query_as().fetch_all(pool).await?;
+            let mut qb = sqlx::QueryBuilder::new("SELECT object_id, user_id FROM object_assignees WHERE object_id IN (");
+            let mut sep = qb.separated(", ");
+            for id in &ids { sep.push_bind(*id); }
+            qb.push(")");
+            let assignees = qb.build_query_as().fetch_all(pool).await?;
+            let mut qb = sqlx::QueryBuilder::new(
+                "SELECT object_id, by_org, target, target_org FROM object_shares WHERE object_id IN (",
+            );
+            let mut sep = qb.separated(", ");
+            for id in &ids { sep.push_bind(*id); }
+            qb.push(") ORDER BY created_at");
+            let shares = qb.build_query_as().fetch_all(pool).await?;
+            (recipients, assignees, shares)
+        });
+        let index: HashMap<Uuid, usize> = objects.iter().enumerate().map(|(i, o)| (o.id, i)).collect();
+        for (o, u) in recipients {
+            if let Some(i) = index.get(&o) {
+                objects[*i].recipients.push(u);
+            }
+        }
+        for (o, u) in assignees {
+            if let Some(i) = index.get(&o) {
+                objects[*i].assignees.push(u);
+            }
+        }
+        for s in shares {
+            let target = match (s.target.as_str(), s.target_org) {
+                ("org", Some(o)) => ShareTarget::Org(o),
+                ("community", _) => ShareTarget::Community,
+                ("public", _) => ShareTarget::Public,
+                (other, _) => return Err(StoreError::Corrupt(format!("share of {}: target {other:?}", s.object_id))),
+            };
+            if let Some(i) = index.get(&s.object_id) {
+                objects[*i].shares.push(Share { by: s.by_org, target });
+            }
+        }
+        Ok(())
+    }
+
+    /// One object, with its marking (the caller applies the policy).
+    pub async fn object(&self, id: Uuid) -> Result<Option<Object>> {
+        let row: Option<ObjectRow> = on_read!(self, pool => {
+            sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {OBJECT_COLUMNS} FROM objects o WHERE o.id = $1"))).bind(id).fetch_optional(pool).await?
+        });
+        let Some(row) = row else { return Ok(None) };
+        let mut objects = [row_to_object(row)?];
+        self.fill_markings(&mut objects).await?;
+        let [o] = objects;
+        Ok(Some(o))
+    }
+
+    /// The objects the principal may list, newest first, `limit` at a time after `before`.
+    /// Filtered in the database by the principal's read scope; each row re-checked by the policy.
+    pub async fn list_objects(
+        &self,
+        who: &Principal,
+        tree: &Tree,
+        filter: &ObjectFilter,
+        before: Option<Uuid>,
+        limit: u32,
+    ) -> Result<Page<Object>> {
+        let scope = read_scope(who, tree);
+        let kinds: Vec<Kind> = scope.kinds.iter().copied().filter(|k| filter.kind.is_none_or(|f| f == *k)).collect();
+        if kinds.is_empty() {
+            return Ok(Page { items: Vec::new(), next: None });
+        }
+        let limit = limit.clamp(1, 500);
+        let rows: Vec<ObjectRow> = on_read!(self, pool => {
+            let mut qb = sqlx::QueryBuilder::new(format!("SELECT {OBJECT_COLUMNS} FROM objects o WHERE o.kind IN ("));
+            let mut sep = qb.separated(", ");
+            for k in &kinds { sep.push_bind(k.as_str()); }
+            qb.push(") AND (");
+            if scope.assigned_only {
+                qb.push("EXISTS (SELECT 1 FROM object_assignees a WHERE a.object_id = o.id AND a.user_id = ");
+                qb.push_bind(scope.user);
+                qb.push(") AND (o.tlp <> 'RED' OR o.created_by = ");
+                qb.push_bind(scope.user);
+                qb.push(" OR EXISTS (SELECT 1 FROM object_recipients r WHERE r.object_id = o.id AND r.user_id = ");
+                qb.push_bind(scope.user);
+                qb.push("))");
+            } else {
+                qb.push("FALSE");
+                if !scope.chain_owners.is_empty() {
+                    qb.push(" OR (o.tlp <> 'RED' AND o.owner_org IN (");
+                    let mut sep = qb.separated(", ");
+                    for o in &scope.chain_owners { sep.push_bind(*o); }
+                    qb.push("))");
+                }
+                if let Some(user) = scope.user {
+                    qb.push(" OR (o.tlp = 'RED' AND (o.created_by = ");
+                    qb.push_bind(user);
+                    qb.push(" OR EXISTS (SELECT 1 FROM object_recipients r WHERE r.object_id = o.id AND r.user_id = ");
+                    qb.push_bind(user);
+                    qb.push(")))");
+                }
+                qb.push(" OR (o.tlp IN ('CLEAR', 'GREEN', 'AMBER') AND EXISTS (SELECT 1 FROM object_shares s \
+                          WHERE s.object_id = o.id AND (s.target = 'public' OR s.target_org = ");
+                qb.push_bind(scope.org);
+                if scope.community {
+                    qb.push(" OR s.target = 'community'");
+                }
+                qb.push(")))");
+            }
+            qb.push(")");
+            if let Some(t) = filter.tlp {
+                qb.push(" AND o.tlp = ");
+                qb.push_bind(t.as_str());
+            }
+            if let Some(owner) = filter.owner {
+                qb.push(" AND o.owner_org = ");
+                qb.push_bind(owner);
+            }
+            if let Some(q) = filter.q.as_deref().filter(|q| !q.trim().is_empty()) {
+                qb.push(" AND lower(o.title) LIKE ");
+                qb.push_bind(like_pattern(q.trim()));
+                qb.push(" ESCAPE '\\'");
+            }
+            if let Some(b) = before {
+                qb.push(" AND o.id < ");
+                qb.push_bind(b);
+            }
+            qb.push(" ORDER BY o.id DESC LIMIT ");
+            qb.push_bind(i64::from(limit) + 1);
+            qb.build_query_as().fetch_all(pool).await?
+        });
+        let more = rows.len() > limit as usize;
+        let mut items: Vec<Object> = rows.into_iter().take(limit as usize).map(row_to_object).collect::<Result<_>>()?;
+        let next = if more { items.last().map(|o| o.id) } else { None };
+        self.fill_markings(&mut items).await?;
+        let before_check = items.len();
+        items.retain(|o| can(who, tree, &o.marking(), Action::List).allowed());
+        if items.len() != before_check {
+            tracing::error!(
+                message = "Rows the read scope admitted were refused by the policy; they were dropped.",
+                dropped = before_check - items.len()
+            );
+        }
+        Ok(Page { items, next })
+    }
+
+    /// How many objects of each kind the principal may list.
+    pub async fn count_objects(&self, who: &Principal, tree: &Tree) -> Result<Vec<(Kind, u64)>> {
+        // Counting goes through the same query as listing, so a count never reveals more than a list.
+        let mut out = Vec::new();
+        for kind in read_scope(who, tree).kinds {
+            let mut n = 0u64;
+            let mut before = None;
+            loop {
+                let filter = ObjectFilter { kind: Some(kind), ..ObjectFilter::default() };
+                let page = self.list_objects(who, tree, &filter, before, 500).await?;
+                n += page.items.len() as u64;
+                match page.next {
+                    Some(b) if n < 10_000 => before = Some(b),
+                    _ => break,
+                }
+            }
+            out.push((kind, n));
+        }
+        Ok(out)
+    }
+
+    /// Changes an object. The caller has checked [`nigehban_policy::can`] with `Write`. Raising
+    /// the TLP withdraws the shares the new level does not allow (each withdrawal audited).
+    pub async fn update_object(&self, actor: &Actor, tree: &Tree, id: Uuid, update: ObjectUpdate) -> Result<Object> {
+        let mut o = self.object(id).await?.ok_or(StoreError::NotFound("object"))?;
+        if let Some(v) = update.expected_version
+            && v != o.version
+        {
+            return Err(StoreError::Conflict(format!(
+                "the object changed since you read it (version {} now, {v} expected)",
+                o.version
+            )));
+        }
+        let mut changed = serde_json::Map::new();
+        if let Some(t) = update.title {
+            if t.trim().is_empty() {
+                return Err(StoreError::Invalid("title must not be empty".into()));
+            }
+            changed.insert("title".into(), t.clone().into());
+            o.title = t;
+        }
+        if let Some(b) = update.body {
+            changed.insert("body".into(), "changed".into());
+            o.body = b;
+        }
+        if let Some(r) = update.recipients {
+            changed.insert("recipients".into(), serde_json::json!(r));
+            o.recipients = r;
+        }
+        if let Some(a) = update.assignees {
+            changed.insert("assignees".into(), serde_json::json!(a));
+            o.assignees = a;
+        }
+        self.check_people(tree, o.owner, &o.recipients, &o.assignees).await?;
+        let mut withdrawn = Vec::new();
+        if let Some(t) = update.tlp {
+            changed.insert("tlp".into(), serde_json::json!({"from": o.tlp.as_str(), "to": t.as_str()}));
+            o.tlp = t;
+            let kept = shares_kept(tree, o.owner, t, &o.shares);
+            withdrawn = o.shares.iter().copied().filter(|s| !kept.contains(s)).collect();
+            o.shares = kept;
+        }
+        o.version += 1;
+        o.updated_at = now_micros();
+        let body = o.body.to_string();
+        on_write!(self, pool, d => {
+            let mut tx = pool.begin().await?;
+            let done = sqlx::query(
+                "UPDATE objects SET title = $1, body = $2, tlp = $3, updated_at = $4, version = $5 WHERE id = $6 AND version = $7",
+            )
+            .bind(&o.title)
+            .bind(&body)
+            .bind(o.tlp.as_str())
+            .bind(o.updated_at)
+            .bind(o.version)
+            .bind(id)
+            .bind(o.version - 1)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if done == 0 {
+                return Err(StoreError::Conflict("the object changed while this change was made; try again".into()));
+            }
+            sqlx::query("DELETE FROM object_recipients WHERE object_id = $1").bind(id).execute(&mut *tx).await?;
+            for u in &o.recipients {
+                sqlx::query("INSERT INTO object_recipients (object_id, user_id) VALUES ($1, $2)")
+                    .bind(id).bind(u).execute(&mut *tx).await?;
+            }
+            sqlx::query("DELETE FROM object_assignees WHERE object_id = $1").bind(id).execute(&mut *tx).await?;
+            for u in &o.assignees {
+                sqlx::query("INSERT INTO object_assignees (object_id, user_id) VALUES ($1, $2)")
+                    .bind(id).bind(u).execute(&mut *tx).await?;
+            }
+            for s in &withdrawn {
+                let (target, target_org) = share_columns(s);
+                sqlx::query(
+                    "DELETE FROM object_shares WHERE object_id = $1 AND by_org = $2 AND target = $3 \
+                     AND (target_org = $4 OR (target_org IS NULL AND $4 IS NULL))",
+                )
+                .bind(id)
+                .bind(s.by)
+                .bind(target)
+                .bind(target_org)
+                .execute(&mut *tx)
+                .await?;
+                append_audit!(tx, d, actor, AuditEntry::new("object.unshare", o.kind.as_str(), id, serde_json::json!({
+                    "by": s.by, "target": target, "target_org": target_org, "reason": format!("TLP raised to {}", o.tlp.as_str()),
+                })));
+            }
+            append_audit!(tx, d, actor, AuditEntry::new("object.update", o.kind.as_str(), id, serde_json::Value::Object(changed)));
+            tx.commit().await?;
+        });
+        Ok(o)
+    }
+
+    /// Records a share. The caller has checked [`nigehban_policy::check_share`]. Sharing twice
+    /// with the same target is a no-op.
+    pub async fn share_object(&self, actor: &Actor, id: Uuid, share: Share) -> Result<Object> {
+        let o = self.object(id).await?.ok_or(StoreError::NotFound("object"))?;
+        if o.shares.contains(&share) {
+            return Ok(o);
+        }
+        let (target, target_org) = share_columns(&share);
+        let now = now_micros();
+        on_write!(self, pool, d => {
+            let mut tx = pool.begin().await?;
+            sqlx::query(
+                "INSERT INTO object_shares (object_id, by_org, target, target_org, created_by, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(id)
+            .bind(share.by)
+            .bind(target)
+            .bind(target_org)
+            .bind(actor.user)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            append_audit!(tx, d, actor, AuditEntry::new("object.share", o.kind.as_str(), id, serde_json::json!({
+                "by": share.by, "target": target, "target_org": target_org, "tlp": o.tlp.as_str(),
+            })));
+            tx.commit().await?;
+        });
+        self.object(id).await?.ok_or(StoreError::NotFound("object"))
+    }
+}

@@ -1,0 +1,134 @@
+use nigehban_policy::{Action, Kind, OrgKind, Principal, Role, Share, ShareTarget, Tlp, can, check_share};
+use nigehban_store::{Actor, NewObject, ObjectFilter, ObjectUpdate, StoreError};
+
+use crate::Backends;
+use crate::tree_and_users::{org, user};
+
+#[tokio::test]
+async fn lists_follow_the_policy_and_raising_the_tlp_withdraws_shares() {
+    let b = Backends::new().await;
+    for s in &b.stores {
+        let n = org(s, OrgKind::National, "ncert", &[]).await;
+        let p = org(s, OrgKind::ProvincialCert, "pcert", &[n]).await;
+        let p2 = org(s, OrgKind::ProvincialCert, "pcert2", &[n]).await;
+        let m = org(s, OrgKind::Organisation, "ministry", &[p]).await;
+        let m2 = org(s, OrgKind::Organisation, "ministry2", &[p]).await;
+        let u = org(s, OrgKind::Organisation, "utility", &[p2]).await;
+        let reporter = user(s, m, "reporter", Role::OrgReporter).await;
+        let manager = user(s, p, "manager", Role::CertManager).await;
+        let lead2 = user(s, m2, "lead2", Role::OrgSecurityLead).await;
+        let lead_u = user(s, u, "leadu", Role::OrgSecurityLead).await;
+        let national = user(s, n, "national", Role::NationalAnalyst).await;
+        let tree = s.tree().await.unwrap();
+        let who = |user, org, role| Principal { user: Some(user), org, role, scopes: None };
+        let actor = Actor { user: Some(reporter), org: Some(m), ..Actor::system() };
+        let mut ids = Vec::new();
+        for (i, tlp) in Tlp::ALL.into_iter().enumerate() {
+            let o = s
+                .create_object(
+                    &actor,
+                    &tree,
+                    NewObject {
+                        kind: Kind::Incident,
+                        owner: m,
+                        tlp,
+                        title: format!("Phishing wave {i}"),
+                        body: serde_json::json!({"description": "x"}),
+                        created_by: Some(reporter),
+                        recipients: if tlp == Tlp::Red { vec![national] } else { vec![] },
+                        assignees: vec![],
+                    },
+                )
+                .await
+                .unwrap();
+            ids.push(o.id);
+        }
+        let list = |pr: Principal| {
+            let tree = tree.clone();
+            async move {
+                s.list_objects(&pr, &tree, &ObjectFilter::default(), None, 100)
+                    .await
+                    .unwrap()
+                    .items
+                    .into_iter()
+                    .map(|o| o.tlp)
+                    .collect::<Vec<_>>()
+            }
+        };
+        assert_eq!(list(who(reporter, m, Role::OrgReporter)).await.len(), 5, "the reporter created the RED one");
+        assert_eq!(list(who(manager, p, Role::CertManager)).await.len(), 4);
+        assert_eq!(list(who(national, n, Role::NationalAnalyst)).await.len(), 5, "named on RED");
+        assert!(list(who(lead2, m2, Role::OrgSecurityLead)).await.is_empty());
+        // The manager shares the AMBER incident with ministry2 and the GREEN one with everyone.
+        let mgr = who(manager, p, Role::CertManager);
+        let mgr_actor = Actor { user: Some(manager), org: Some(p), ..Actor::system() };
+        for (id, target) in [(ids[2], ShareTarget::Org(m2)), (ids[1], ShareTarget::Community)] {
+            let o = s.object(id).await.unwrap().unwrap();
+            assert!(check_share(&mgr, &tree, &o.marking(), target).allowed());
+            s.share_object(&mgr_actor, id, Share { by: p, target }).await.unwrap();
+        }
+        let seen = list(who(lead2, m2, Role::OrgSecurityLead)).await;
+        assert_eq!(seen, vec![Tlp::Amber, Tlp::Green]);
+        assert_eq!(list(who(lead_u, u, Role::OrgSecurityLead)).await, vec![Tlp::Green]);
+        // Search and cursor pagination.
+        let page = s
+            .list_objects(&mgr, &tree, &ObjectFilter { q: Some("WAVE 3".into()), ..Default::default() }, None, 10)
+            .await
+            .unwrap();
+        assert_eq!(page.items.len(), 1);
+        let first = s.list_objects(&mgr, &tree, &ObjectFilter::default(), None, 3).await.unwrap();
+        assert_eq!(first.items.len(), 3);
+        let second = s.list_objects(&mgr, &tree, &ObjectFilter::default(), first.next, 3).await.unwrap();
+        assert_eq!(second.items.len(), 1);
+        assert_eq!(second.next, None);
+        // Raising the AMBER incident to AMBER+STRICT withdraws the share to ministry2.
+        let o = s.object(ids[2]).await.unwrap().unwrap();
+        assert!(can(&mgr, &tree, &o.marking(), Action::Write).allowed());
+        let up = s
+            .update_object(
+                &mgr_actor,
+                &tree,
+                ids[2],
+                ObjectUpdate { tlp: Some(Tlp::AmberStrict), expected_version: Some(1), ..Default::default() },
+            )
+            .await
+            .unwrap();
+        assert!(up.shares.is_empty());
+        assert_eq!(list(who(lead2, m2, Role::OrgSecurityLead)).await, vec![Tlp::Green]);
+        // A stale version is refused.
+        let r = s
+            .update_object(
+                &mgr_actor,
+                &tree,
+                ids[2],
+                ObjectUpdate { title: Some("x".into()), expected_version: Some(1), ..Default::default() },
+            )
+            .await;
+        assert!(matches!(r, Err(StoreError::Conflict(_))), "{r:?}");
+        // RED recipients come from the owner's chain only.
+        let r = s
+            .create_object(
+                &actor,
+                &tree,
+                NewObject {
+                    kind: Kind::Incident,
+                    owner: m,
+                    tlp: Tlp::Red,
+                    title: "x".into(),
+                    body: serde_json::json!({}),
+                    created_by: Some(reporter),
+                    recipients: vec![lead_u],
+                    assignees: vec![],
+                },
+            )
+            .await;
+        assert!(matches!(r, Err(StoreError::Invalid(_))), "{r:?}");
+        let audit = s.verify_audit().await.unwrap();
+        assert!(audit.ok(), "{:?}", audit.problems);
+        let actions: Vec<String> =
+            s.audit_entries(&Default::default()).await.unwrap().into_iter().map(|e| e.action).collect();
+        assert!(actions.contains(&"object.unshare".to_string()));
+        assert!(actions.contains(&"object.share".to_string()));
+    }
+    b.cleanup().await;
+}
