@@ -17,6 +17,7 @@
 //! database. The store turns a [`ReadScope`] into SQL so that lists are filtered in the database,
 //! and re-checks each row here.
 
+pub mod admin;
 mod decide;
 pub mod matrix;
 mod role;

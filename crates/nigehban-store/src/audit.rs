@@ -174,8 +174,8 @@ pub struct AuditQuery {
     pub before: Option<i64>,
     /// Only this action.
     pub action: Option<String>,
-    /// Only changes by this organisation.
-    pub actor_org: Option<Uuid>,
+    /// Only changes by these organisations (`None`: all).
+    pub actor_orgs: Option<Vec<Uuid>>,
     /// At most this many (0: 100; at most 1,000).
     pub limit: u32,
 }
@@ -194,18 +194,33 @@ impl Store {
     /// Reads entries, newest first.
     pub async fn audit_entries(&self, q: &AuditQuery) -> Result<Vec<AuditRecord>> {
         let limit = if q.limit == 0 { 100 } else { i64::from(q.limit.min(1000)) };
+        if q.actor_orgs.as_ref().is_some_and(|o| o.is_empty()) {
+            return Ok(Vec::new());
+        }
         let rows = on_read!(self, pool => {
-            sqlx::query_as::<_, AuditRecord>(
+            let mut qb = sqlx::QueryBuilder::new(
                 "SELECT seq, at, actor_user, actor_token, actor_org, ip, action, target_kind, target_id, detail, \
-                 prev_hash, hash FROM audit_log WHERE ($1 IS NULL OR seq < $1) AND ($2 IS NULL OR action = $2) \
-                 AND ($3 IS NULL OR actor_org = $3) ORDER BY seq DESC LIMIT $4",
-            )
-            .bind(q.before)
-            .bind(&q.action)
-            .bind(q.actor_org)
-            .bind(limit)
-            .fetch_all(pool)
-            .await?
+                 prev_hash, hash FROM audit_log WHERE TRUE",
+            );
+            if let Some(b) = q.before {
+                qb.push(" AND seq < ");
+                qb.push_bind(b);
+            }
+            if let Some(a) = &q.action {
+                qb.push(" AND action = ");
+                qb.push_bind(a.clone());
+            }
+            if let Some(orgs) = &q.actor_orgs {
+                qb.push(" AND actor_org IN (");
+                let mut sep = qb.separated(", ");
+                for o in orgs {
+                    sep.push_bind(*o);
+                }
+                qb.push(")");
+            }
+            qb.push(" ORDER BY seq DESC LIMIT ");
+            qb.push_bind(limit);
+            qb.build_query_as::<AuditRecord>().fetch_all(pool).await?
         });
         Ok(rows)
     }

@@ -190,7 +190,7 @@ impl Store {
         let now = now_micros();
         let body = new.body.to_string();
         let detail = serde_json::json!({
-            "kind": new.kind.as_str(), "owner": new.owner, "tlp": new.tlp.as_str(), "title": new.title,
+            "kind": new.kind.as_str(), "owner": new.owner, "tlp": new.tlp.as_str(),
             "recipients": new.recipients, "assignees": new.assignees,
         });
         on_write!(self, pool, d => {
@@ -427,7 +427,7 @@ impl Store {
             if t.trim().is_empty() {
                 return Err(StoreError::Invalid("title must not be empty".into()));
             }
-            changed.insert("title".into(), t.clone().into());
+            changed.insert("title".into(), "changed".into());
             o.title = t;
         }
         if let Some(b) = update.body {
