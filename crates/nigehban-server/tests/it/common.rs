@@ -1,0 +1,116 @@
+//! A server on a free loopback port over a fresh store, and a client for it.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use nigehban_server::{AppState, ServerConfig};
+use nigehban_store::Store;
+use nigehban_store::testing::{FreshDatabase, postgres_url};
+
+/// Which back end a test server uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The back ends to test: SQLite, and PostgreSQL when `NIGEHBAN_TEST_PG` is set (required
+/// under `CI=true`).
+pub fn backends() -> Vec<Backend> {
+    if postgres_url().is_some() {
+        vec![Backend::Sqlite, Backend::Postgres]
+    } else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "NIGEHBAN_TEST_PG is not set: under CI=true the PostgreSQL tests must run"
+        );
+        eprintln!("notice: NIGEHBAN_TEST_PG not set; server tests run on SQLite only");
+        vec![Backend::Sqlite]
+    }
+}
+
+/// A running server.
+pub struct TestServer {
+    pub base: String,
+    pub state: Arc<AppState>,
+    pub backend: Backend,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+    pg: Option<FreshDatabase>,
+    _dir: tempfile::TempDir,
+}
+
+impl TestServer {
+    /// Starts a server over an empty store.
+    pub async fn start(backend: Backend) -> TestServer {
+        Self::start_with(backend, ServerConfig::default()).await
+    }
+
+    /// Starts a server with a configuration.
+    pub async fn start_with(backend: Backend, config: ServerConfig) -> TestServer {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, pg) = match backend {
+            Backend::Sqlite => (Store::open_sqlite(dir.path()).await.unwrap(), None),
+            Backend::Postgres => {
+                let url = postgres_url().expect("NIGEHBAN_TEST_PG");
+                let db = FreshDatabase::create(&url).await.unwrap();
+                (Store::open_postgres(&db.url).await.unwrap(), Some(db))
+            }
+        };
+        let state = AppState::new(store, config);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr: SocketAddr = listener.local_addr().unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let s = state.clone();
+        let task = tokio::spawn(async move {
+            nigehban_server::serve(s, listener, async {
+                let _ = rx.await;
+            })
+            .await
+            .unwrap();
+        });
+        TestServer {
+            base: format!("http://{addr}"),
+            state,
+            backend,
+            shutdown: Some(tx),
+            task: Some(task),
+            pg,
+            _dir: dir,
+        }
+    }
+
+    /// The store under the server.
+    pub fn store(&self) -> &Store {
+        &self.state.store
+    }
+
+    /// `base` + `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Stops the server and drops the PostgreSQL database.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.task.take() {
+            let _ = t.await;
+        }
+        self.state.store.close().await;
+        if let Some(db) = self.pg.take() {
+            db.drop_now().await.unwrap();
+        }
+    }
+}
+
+/// A client that keeps cookies (a browser session).
+pub fn browser() -> reqwest::Client {
+    reqwest::Client::builder().cookie_store(true).build().unwrap()
+}
+
+/// A client without cookies (API tokens).
+pub fn client() -> reqwest::Client {
+    reqwest::Client::new()
+}

@@ -1,0 +1,4 @@
+//! The server's tests: through HTTP, against SQLite always and against a fresh PostgreSQL
+//! database when `NIGEHBAN_TEST_PG` is set (`.ci/run` sets it).
+
+mod common;
