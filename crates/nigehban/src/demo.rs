@@ -1,18 +1,27 @@
-//! `nigehban demo`: a first look without any data of one's own. Writes a small set of sample
-//! logs (a phishing-to-credential-theft chain on a ministry workstation, password spraying
-//! against its domain controller, SSH brute force against a mail server) and rules written
-//! for them, then hunts over them.
+//! `nigehban demo`: a first look without any data of one's own.
 //!
-//! The platform server (constituency tree, accounts, live monitoring) joins the demo as it
-//! lands; today the demo shows the detection engine that everything else builds on.
+//! `nigehban demo` starts the platform server on an embedded store with a sample national
+//! constituency (nCERT, provincial and sectoral CERTs, ministries, a telecom, an oil and gas
+//! company…), one user per role and sample incidents, alerts, indicators and an audit
+//! engagement; it prints the URL and the logins and writes them, with an API token each, to
+//! `demo-credentials.json` in its data directory.
+//!
+//! `nigehban demo hunt` writes a small set of sample logs (a phishing-to-credential-theft chain
+//! on a ministry workstation, password spraying against its domain controller, SSH brute force
+//! against a mail server) and rules written for them, then hunts over them.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::Args;
+use clap::{Args, Subcommand};
+use nigehban_server::ServerConfig;
+use nigehban_server::demo::DemoUser;
+use nigehban_store::Store;
 
 use crate::hunt::{self, HuntArgs};
+use crate::serve::{DEFAULT_LISTEN, init_logging, run_server};
 
 const FILES: &[(&str, &str)] = &[
     ("logs/ws014-sysmon.ndjson", include_str!("../demo/logs/ws014-sysmon.ndjson")),
@@ -37,13 +46,126 @@ const FILES: &[(&str, &str)] = &[
 ];
 
 #[derive(Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct DemoArgs {
-    /// Where to write the sample logs and rules.
+    #[command(subcommand)]
+    command: Option<DemoCommand>,
+    /// Data directory of the demo's store.
     #[arg(long, default_value = "nigehban-demo")]
+    data: PathBuf,
+    /// Address to listen on.
+    #[arg(long, default_value = DEFAULT_LISTEN)]
+    listen: SocketAddr,
+    /// Start over: delete the demo store in the data directory first.
+    #[arg(long)]
+    fresh: bool,
+}
+
+#[derive(Subcommand)]
+enum DemoCommand {
+    /// Hunt over sample logs written for the demo (no server).
+    Hunt(HuntDemoArgs),
+}
+
+#[derive(Args)]
+pub struct HuntDemoArgs {
+    /// Where to write the sample logs and rules.
+    #[arg(long, default_value = "nigehban-demo/hunt")]
     dir: PathBuf,
 }
 
+/// What `demo-credentials.json` holds.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Credentials {
+    url: String,
+    note: String,
+    users: Vec<serde_json::Value>,
+}
+
 pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
+    match args.command {
+        Some(DemoCommand::Hunt(h)) => run_hunt(h),
+        None => run_server_demo(args.data, args.listen, args.fresh),
+    }
+}
+
+fn run_server_demo(data: PathBuf, listen: SocketAddr, fresh: bool) -> anyhow::Result<ExitCode> {
+    init_logging();
+    let creds_path = data.join("demo-credentials.json");
+    if fresh {
+        for name in ["nigehban.db", "nigehban.db-wal", "nigehban.db-shm", "demo-credentials.json"] {
+            let p = data.join(name);
+            if p.exists() {
+                std::fs::remove_file(&p).with_context(|| format!("removing {}", p.display()))?;
+            }
+        }
+    }
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async {
+        let store =
+            Store::open_sqlite(&data).await.with_context(|| format!("opening the demo store in {}", data.display()))?;
+        let url = format!("http://{listen}");
+        let creds = if store.orgs().await?.is_empty() {
+            eprintln!("Creating the demo constituency (organisations, users, sample material)…");
+            let users = nigehban_server::demo::seed(&store).await.map_err(|e| anyhow::anyhow!("{}", e.message))?;
+            let creds = credentials(&url, &users);
+            write_private(&creds_path, &serde_json::to_vec_pretty(&creds)?)?;
+            creds
+        } else {
+            let text = std::fs::read(&creds_path).with_context(|| {
+                format!(
+                    "{} holds a store but no demo-credentials.json: start over with --fresh, or use another --data",
+                    data.display()
+                )
+            })?;
+            let mut creds: Credentials =
+                serde_json::from_slice(&text).with_context(|| format!("reading {}", creds_path.display()))?;
+            creds.url = url.clone();
+            creds
+        };
+        print_logins(&creds, &creds_path);
+        run_server(store, ServerConfig::default(), listen).await
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn credentials(url: &str, users: &[DemoUser]) -> Credentials {
+    Credentials {
+        url: url.to_owned(),
+        note: "Demo accounts: each user's password and an API token acting for its organisation with its role \
+               (send it as `Authorization: Bearer <api_token>`). Not for production."
+            .into(),
+        users: users.iter().map(|u| serde_json::to_value(u).unwrap_or_default()).collect(),
+    }
+}
+
+/// Writes a file readable by its owner only.
+fn write_private(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
+    std::fs::write(path, bytes).with_context(|| format!("writing {}", path.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+            .with_context(|| format!("restricting {}", path.display()))?;
+    }
+    Ok(())
+}
+
+fn print_logins(creds: &Credentials, path: &std::path::Path) {
+    eprintln!("\nNigehban demo: open {} and sign in as any of these users:\n", creds.url);
+    eprintln!("  {:<18} {:<18} {:<18} {:<40}", "username", "password", "role", "organisation");
+    for u in &creds.users {
+        let f = |k: &str| u.get(k).and_then(|v| v.as_str()).unwrap_or("").to_owned();
+        eprintln!("  {:<18} {:<18} {:<18} {:<40}", f("username"), f("password"), f("role"), f("organisation"));
+    }
+    eprintln!("\nLogins and an API token per user: {}", path.display());
+    eprintln!(
+        "API: {}/api/v1/openapi.json   Stop with Ctrl-C; run again to continue, or with --fresh to start over.\n",
+        creds.url
+    );
+}
+
+fn run_hunt(args: HuntDemoArgs) -> anyhow::Result<ExitCode> {
     for (name, text) in FILES {
         let path = args.dir.join(name);
         if let Some(parent) = path.parent() {

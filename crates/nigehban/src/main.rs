@@ -1,8 +1,10 @@
 //! The `nigehban` command: one binary for every role.
 
+mod admin;
 mod demo;
 mod hunt;
 mod rules;
+mod serve;
 
 use clap::{Parser, Subcommand};
 
@@ -15,8 +17,13 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// A first look: hunt over sample logs written for the demo.
+    /// A first look: the platform with a sample constituency and users (or `demo hunt`).
     Demo(demo::DemoArgs),
+    /// Run the platform server (web UI and API).
+    Serve(serve::ServeArgs),
+    /// Operator commands (audit log verification).
+    #[command(subcommand)]
+    Admin(admin::AdminCommand),
     /// Sweep files and folders of logs (EVTX, JSON, syslog, Zeek) with Sigma rules.
     Hunt(hunt::HuntArgs),
     /// Work with rule sets.
@@ -28,6 +35,8 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Demo(args) => demo::run(args),
+        Command::Serve(args) => serve::run(args),
+        Command::Admin(cmd) => admin::run(cmd),
         Command::Hunt(args) => hunt::run(args),
         Command::Rules(cmd) => rules::run(cmd),
     };

@@ -12,7 +12,7 @@ fn text(b: &[u8]) -> String {
 /// Writes the demo files into a fresh folder and returns it.
 fn demo() -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("temp dir");
-    let out = nigehban(&["demo", "--dir", "d"], dir.path());
+    let out = nigehban(&["demo", "hunt", "--dir", "d"], dir.path());
     assert!(out.status.success(), "demo failed: {}", text(&out.stderr));
     dir
 }
@@ -20,7 +20,7 @@ fn demo() -> tempfile::TempDir {
 #[test]
 fn demo_finds_the_attack_chain() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let out = nigehban(&["demo"], dir.path());
+    let out = nigehban(&["demo", "hunt"], dir.path());
     assert!(out.status.success(), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
     for title in [

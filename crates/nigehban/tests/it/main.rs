@@ -1,3 +1,4 @@
 //! The `nigehban` command as a user runs it.
 
 mod cli;
+mod server;
