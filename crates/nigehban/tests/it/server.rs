@@ -155,3 +155,73 @@ fn the_demo_continues_where_it_stopped() {
     let login = serde_json::json!({"username": u["username"], "password": u["password"]}).to_string();
     assert_eq!(http(port, "POST", "/api/v1/auth/login", &[("Content-Type", "application/json")], &login).0, 200);
 }
+
+#[test]
+fn serve_first_start_config_file_and_tls() {
+    if Command::new("openssl").arg("version").output().is_err()
+        || Command::new("curl").arg("--version").output().is_err()
+    {
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "openssl and curl are needed under CI=true");
+        eprintln!("notice: openssl or curl missing; TLS serve test skipped");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let ok = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    let port = free_port();
+    let config = dir.path().join("nigehban.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen: 127.0.0.1:{port}\ndata: {}\ntls_cert: {}\ntls_key: {}\nnational_cert_name: Test National CERT\n",
+            dir.path().join("data").display(),
+            cert.display(),
+            key.display()
+        ),
+    )
+    .unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_nigehban"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env("NIGEHBAN_ADMIN_PASSWORD", "correct horse battery staple")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut server = Running(child);
+    let stderr = server.0.stderr.take().unwrap();
+    std::thread::spawn(move || for _ in BufReader::new(stderr).lines() {});
+    let curl = |args: &[&str]| {
+        let out = Command::new("curl").args(["-sk", "--max-time", "10"]).args(args).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let base = format!("https://127.0.0.1:{port}");
+    let start = Instant::now();
+    while curl(&[&format!("{base}/healthz")]) != "ok\n" {
+        assert!(start.elapsed() < Duration::from_secs(60), "no answer over TLS");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let login = curl(&[
+        "-i",
+        "-H",
+        "Content-Type: application/json",
+        "-d",
+        r#"{"username":"admin","password":"correct horse battery staple"}"#,
+        &format!("{base}/api/v1/auth/login"),
+    ]);
+    assert!(login.starts_with("HTTP/2 200") || login.starts_with("HTTP/1.1 200"), "{login}");
+    let cookie = login.lines().find(|l| l.to_ascii_lowercase().starts_with("set-cookie:")).unwrap();
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict") && cookie.contains("Secure"), "{cookie}");
+    let session = cookie.split_once(':').unwrap().1.split(';').next().unwrap().trim().to_owned();
+    let me = curl(&["-H", &format!("Cookie: {session}"), &format!("{base}/api/v1/me")]);
+    assert!(me.contains("Test National CERT") && me.contains("platform_admin"), "{me}");
+    // Plain HTTP to the TLS port is not served.
+    assert_ne!(curl(&[&format!("http://127.0.0.1:{port}/healthz")]), "ok\n");
+}
