@@ -27,7 +27,7 @@ fn stix_bundle_loads_simple_patterns_and_reports_the_rest() {
     assert_eq!(report.skipped_total, 3, "{reasons:?}");
     assert!(reasons.iter().any(|r| r.contains("FOLLOWEDBY")));
     assert!(reasons.iter().any(|r| r.contains("yara")));
-    assert!(reasons.iter().any(|r| *r == "revoked"));
+    assert!(reasons.contains(&"revoked"));
     assert!(report.skipped.iter().all(|s| s.location.contains("c2-bundle.json indicator--")));
     let m = set.build();
     let nov = t("2026-11-20T10:00:00Z");
