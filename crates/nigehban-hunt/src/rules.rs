@@ -58,6 +58,7 @@ pub fn load(paths: &[PathBuf]) -> LoadedRules {
     }
     let prepared: Vec<Result<Prepared, (PathBuf, String)>> = files
         .par_iter()
+        .with_max_len(1)
         .map(|(path, name)| match std::fs::read_to_string(path) {
             Ok(text) => Ok(prepare(name, &text)),
             Err(e) => Err((path.clone(), e.to_string())),

@@ -364,7 +364,9 @@ pub fn hunt(
         per_format: Mutex::new(Vec::new()),
         filtered: AtomicU64::new(0),
     };
-    units.par_iter().for_each(|u| shared.run_unit(u));
+    // One unit per task: units differ a lot in cost, and rayon would otherwise leave long runs
+    // of them unsplit on one thread while the other sits idle.
+    units.par_iter().with_max_len(1).for_each(|u| shared.run_unit(u));
 
     let mut observations = shared.observations.into_inner().unwrap_or_default();
     // Correlation runs over the observations in event-time order, whatever order the
