@@ -141,9 +141,24 @@ impl Event {
         self.get_folded(name, &name.to_ascii_lowercase())
     }
 
-    /// [`Event::get`] for callers that keep the ASCII-lowercase form of the name (compiled
-    /// rules), sparing one allocation per lookup.
+    /// [`Event::get`] for callers that keep the ASCII-lowercase form of the name, sparing one
+    /// allocation per lookup.
     pub fn get_folded(&self, name: &str, lower: &str) -> Option<&Value> {
+        self.find(name, lower, fold_hash(lower)).map(|i| &self.fields[i].value)
+    }
+
+    /// [`Event::get`] by a key prepared once (compiled rules look the same names up in every
+    /// event).
+    pub fn lookup(&self, key: &FieldKey) -> Option<&Value> {
+        self.find(&key.name, &key.lower, key.hash).map(|i| &self.fields[i].value)
+    }
+
+    /// The position in [`Event::fields`] of the field [`Event::lookup`] finds.
+    pub fn lookup_position(&self, key: &FieldKey) -> Option<usize> {
+        self.find(&key.name, &key.lower, key.hash)
+    }
+
+    fn find(&self, name: &str, lower: &str, hash: u64) -> Option<usize> {
         let slots = self.index.get_or_init(|| {
             let len = (self.fields.len() * 2).next_power_of_two().max(8);
             let mut slots = vec![EMPTY; len];
@@ -157,8 +172,8 @@ impl Event {
             slots.into_boxed_slice()
         });
         let mask = slots.len() - 1;
-        let mut at = fold_hash(lower) as usize & mask;
-        let mut first: Option<(u32, &Value)> = None;
+        let mut at = hash as usize & mask;
+        let mut first: Option<u32> = None;
         // Equal folded names sit in one probe run; the exact name wins, else the field that
         // came first.
         while slots[at] != EMPTY {
@@ -166,15 +181,15 @@ impl Event {
             let f = &self.fields[i as usize];
             if f.name.len() == lower.len() && f.name.eq_ignore_ascii_case(lower) {
                 if &*f.name == name {
-                    return Some(&f.value);
+                    return Some(i as usize);
                 }
-                if first.is_none_or(|(j, _)| i < j) {
-                    first = Some((i, &f.value));
+                if first.is_none_or(|j| i < j) {
+                    first = Some(i);
                 }
             }
             at = (at + 1) & mask;
         }
-        first.map(|(_, v)| v)
+        first.map(|i| i as usize)
     }
 
     /// The text of a field, if present and scalar.
@@ -235,14 +250,51 @@ impl Event {
 
 const EMPTY: u32 = u32::MAX;
 
-/// FNV-1a over the ASCII-lowercased bytes of a name.
-fn fold_hash(name: &str) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in name.bytes() {
-        h ^= u64::from(b.to_ascii_lowercase());
-        h = h.wrapping_mul(0x0100_0000_01b3);
+/// A field name prepared for lookups in many events: the name, its ASCII-lowercase form and
+/// its hash.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FieldKey {
+    name: Box<str>,
+    lower: Box<str>,
+    hash: u64,
+}
+
+impl FieldKey {
+    pub fn new(name: &str) -> FieldKey {
+        let lower = name.to_ascii_lowercase();
+        FieldKey { hash: fold_hash(&lower), name: name.into(), lower: lower.into() }
     }
-    h ^ (h >> 29)
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The name in ASCII lowercase.
+    pub fn lower(&self) -> &str {
+        &self.lower
+    }
+}
+
+/// A hash of a name that ignores ASCII case, eight bytes at a time. Setting bit 0x20 of every
+/// byte maps both cases of a letter to one value (and a few other bytes together, which only
+/// costs a comparison).
+fn fold_hash(name: &str) -> u64 {
+    const K: u64 = 0x9e37_79b9_7f4a_7c15;
+    const FOLD: u64 = 0x2020_2020_2020_2020;
+    let mut h = (name.len() as u64).wrapping_mul(K);
+    let mut chunks = name.as_bytes().chunks_exact(8);
+    for c in &mut chunks {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(c);
+        h = (h.rotate_left(5) ^ (u64::from_le_bytes(w) | FOLD)).wrapping_mul(K);
+    }
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        let mut w = [0u8; 8];
+        w[..rest.len()].copy_from_slice(rest);
+        h = (h.rotate_left(5) ^ (u64::from_le_bytes(w) | FOLD)).wrapping_mul(K);
+    }
+    h ^ (h >> 32)
 }
 
 #[cfg(test)]
@@ -267,6 +319,24 @@ mod tests {
             assert_eq!(e.get(&format!("f{i}")), Some(&Value::Int(i)));
         }
         assert_eq!(e.get("COMMANDLINE"), Some(&Value::str("a")));
+        assert_eq!(e.lookup(&FieldKey::new("COMMANDLINE")), Some(&Value::str("a")));
+        assert_eq!(e.lookup(&FieldKey::new("commandline")), Some(&Value::str("b")));
+        assert_eq!(e.lookup_position(&FieldKey::new("image")), Some(2));
+        assert_eq!(e.lookup(&FieldKey::new("F99")), Some(&Value::Int(99)));
+        assert_eq!(e.lookup(&FieldKey::new("F100")), None);
+    }
+
+    #[test]
+    fn fold_hash_ignores_ascii_case_only() {
+        for (a, b) in [
+            ("CommandLine", "commandline"),
+            ("winlog.event_data.TargetUserName", "WINLOG.EVENT_DATA.targetusername"),
+            ("", ""),
+        ] {
+            assert_eq!(fold_hash(a), fold_hash(b));
+        }
+        assert_ne!(fold_hash("ab"), fold_hash("ab "));
+        assert_ne!(fold_hash("Image"), fold_hash("Images"));
     }
 
     #[test]

@@ -8,6 +8,6 @@ mod event;
 pub mod read;
 mod value;
 
-pub use event::{Event, Field, Position, Product, Source};
+pub use event::{Event, Field, FieldKey, Position, Product, Source};
 pub use read::{Diagnostic, Format, Item};
 pub use value::{Text, Value};
