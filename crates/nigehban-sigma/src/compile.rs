@@ -9,7 +9,7 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 use memchr::memmem;
-use nigehban_event::{Event, Value};
+use nigehban_event::{Event, FieldKey, Value};
 use regex::{Regex, RegexBuilder};
 use serde_json::Value as Json;
 
@@ -68,7 +68,7 @@ pub enum Matcher {
     Exists(bool),
     /// `fieldref`: compared with the value of another field of the same event.
     FieldRef {
-        other: Box<str>,
+        other: FieldKey,
         kind: StrKind,
         cased: bool,
     },
@@ -80,8 +80,8 @@ pub enum Matcher {
 #[derive(Clone, Debug)]
 pub struct FieldItem {
     pub field: Option<Box<str>>,
-    /// `field` in ASCII lowercase, for case-insensitive lookups without allocating.
-    pub field_lower: Box<str>,
+    /// `field` prepared for lookups (empty for keywords).
+    pub key: FieldKey,
     pub matchers: Vec<Matcher>,
     /// `all`: every value must match (default: any).
     pub all: bool,
@@ -164,22 +164,35 @@ impl CompiledDetection {
     }
 }
 
-/// A necessary condition for a detection to match: at least one of these lowercase
-/// literals occurs in a text value of the event. `None` when no such set can be derived
-/// (negations, regular expressions, numeric comparisons …): the rule is then always tested.
+/// A necessary condition for a detection to match: at least one of these holds for the
+/// event. `None` when no such set can be derived (negations, regular expressions …): the
+/// rule is then always tested.
 pub type Needles = Option<Vec<Needle>>;
 
-/// A literal the prefilter looks for, and the field it must be found in (ASCII lowercase;
-/// `None` for keywords, which may be in any field).
+/// One fact about an event that the prefilter can check cheaply.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct Needle {
-    pub text: String,
-    pub field: Option<Box<str>>,
+pub enum Needle {
+    /// This lowercase literal occurs in a text value of the field, named as the rule names it
+    /// (`None` for keywords, which may be in any field).
+    Literal { text: String, field: Option<Box<str>> },
+    /// The field, named as the rule names it, is present with a value other than null.
+    Present(Box<str>),
+}
+
+impl Needle {
+    /// How selective the fact is likely to be: the length of a literal; a field's presence
+    /// ranks below any literal.
+    fn rank(&self) -> usize {
+        match self {
+            Needle::Literal { text, .. } => text.len(),
+            Needle::Present(_) => 1,
+        }
+    }
 }
 
 impl CompiledDetection {
-    /// The literals of which at least one must occur in the event's text values for the
-    /// detection to match (see [`Needles`]).
+    /// Facts about the event of which at least one must hold for the detection to match
+    /// (see [`Needles`]).
     pub fn needles(&self) -> Needles {
         self.expr_needles(&self.condition)
     }
@@ -235,7 +248,7 @@ fn smallest(sets: impl Iterator<Item = Option<Vec<i64>>>) -> Option<Vec<i64>> {
 
 /// The integers an item on `field` accepts, if it only accepts exact integers.
 fn item_ints(item: &FieldItem, field: &str) -> Option<Vec<i64>> {
-    if item.field.is_none() || &*item.field_lower != field || item.all {
+    if item.field.is_none() || item.key.lower() != field || item.all {
         return None;
     }
     let mut out = Vec::new();
@@ -251,7 +264,7 @@ fn item_ints(item: &FieldItem, field: &str) -> Option<Vec<i64>> {
 /// The most selective of several alternatives, each sufficient alone: the set whose shortest
 /// literal is longest.
 fn best(sets: impl Iterator<Item = Needles>) -> Needles {
-    sets.flatten().max_by_key(|set| set.iter().map(|n| n.text.len()).min().unwrap_or(usize::MAX))
+    sets.flatten().max_by_key(|set| set.iter().map(Needle::rank).min().unwrap_or(usize::MAX))
 }
 
 fn union(sets: impl Iterator<Item = Needles>) -> Needles {
@@ -273,14 +286,34 @@ fn item_needles(item: &FieldItem) -> Needles {
     let texts = if item.all {
         best_texts(item.matchers.iter().map(matcher_needles))
     } else {
-        let mut out = Vec::new();
-        for m in &item.matchers {
-            out.extend(matcher_needles(m)?);
-        }
-        Some(out)
+        item.matchers.iter().map(matcher_needles).collect::<Option<Vec<_>>>().map(|sets| sets.concat())
     };
-    let field = item.field.as_ref().map(|_| item.field_lower.clone());
-    Some(texts?.into_iter().map(|text| Needle { text, field: field.clone() }).collect())
+    match (texts, &item.field) {
+        (Some(texts), field) => {
+            Some(texts.into_iter().map(|text| Needle::Literal { text, field: field.clone() }).collect())
+        }
+        (None, Some(field)) => {
+            let needs = |m: &Matcher| needs_value(m);
+            let present = if item.all { item.matchers.iter().any(needs) } else { item.matchers.iter().all(needs) };
+            present.then(|| vec![Needle::Present(field.clone())])
+        }
+        (None, None) => None,
+    }
+}
+
+/// Whether a matcher can only match a field that is present with a value other than null.
+fn needs_value(m: &Matcher) -> bool {
+    match m {
+        Matcher::Null | Matcher::Exists(false) => false,
+        Matcher::Any(ms) => ms.iter().all(needs_value),
+        Matcher::Exists(true)
+        | Matcher::Str { .. }
+        | Matcher::Glob { .. }
+        | Matcher::Regex(_)
+        | Matcher::Cidr(_)
+        | Matcher::Cmp(..)
+        | Matcher::FieldRef { .. } => true,
+    }
 }
 
 fn best_texts(sets: impl Iterator<Item = Option<Vec<String>>>) -> Option<Vec<String>> {
@@ -328,12 +361,12 @@ fn search_matches(search: &Search, event: &Event) -> bool {
 }
 
 fn item_matches(item: &FieldItem, event: &Event) -> bool {
-    let Some(field) = &item.field else {
+    if item.field.is_none() {
         // Keyword search: any value of any field.
         let test = |m: &Matcher| event.fields().iter().any(|f| value_matches(m, Some(&f.value), event));
         return if item.all { item.matchers.iter().all(test) } else { item.matchers.iter().any(test) };
-    };
-    let value = event.get_folded(field, &item.field_lower);
+    }
+    let value = event.lookup(&item.key);
     if item.all {
         item.matchers.iter().all(|m| value_matches(m, value, event))
     } else {
@@ -390,7 +423,7 @@ fn scalar_matches(m: &Matcher, v: &Value, event: &Event) -> bool {
             CmpOp::Gte => x >= *n,
         }),
         Matcher::FieldRef { other, kind, cased } => {
-            let Some(o) = event.get(other) else { return false };
+            let Some(o) = event.lookup(other) else { return false };
             let (a, b) = if *cased { (v.as_text(), o.as_text()) } else { (v.as_lower_text(), o.as_lower_text()) };
             match (a, b) {
                 (Some(a), Some(b)) => str_test(*kind, &a, &b, None),
@@ -534,7 +567,7 @@ fn compile_item(field: Option<&str>, modifiers: &[&str], values: &[Json]) -> Res
     }
     Ok(FieldItem {
         field: field.map(Into::into),
-        field_lower: field.unwrap_or_default().to_ascii_lowercase().into(),
+        key: FieldKey::new(field.unwrap_or_default()),
         matchers,
         all: mods.all,
     })
@@ -584,7 +617,7 @@ fn compile_value(mods: &Mods, has_field: bool, v: &Json) -> Result<Matcher, Stri
     }
     if mods.fieldref {
         return Ok(Matcher::FieldRef {
-            other: text.into(),
+            other: FieldKey::new(&text),
             kind: mods.kind.unwrap_or(StrKind::Exact),
             cased: mods.cased,
         });

@@ -5,14 +5,15 @@
 //! Sysmon network event (id 3) never meets it. Per-event cost thus grows with the number of
 //! rules for that event's source, not with the whole rule set.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
 
-use aho_corasick::{AhoCorasick, MatchKind};
-use nigehban_event::{Event, Product, Value};
+use aho_corasick::automaton::Automaton as _;
+use aho_corasick::{Anchored, MatchKind};
+use nigehban_event::{Event, FieldKey, Product, Value};
 
 use crate::Error;
-use crate::compile::CompiledDetection;
+use crate::compile::{CompiledDetection, Needle, Needles};
 use crate::correlation::CorrelationRule;
 use crate::logsource::{LogSourceTable, Variant};
 use crate::rule::{Rule, parse_rules};
@@ -56,12 +57,6 @@ struct CompiledVariant {
     /// already guarantees.
     check_conditions: bool,
     detection: CompiledDetection,
-}
-
-#[derive(Default)]
-struct ChannelIndex {
-    by_event_id: HashMap<i64, Vec<u32>>,
-    any_event_id: Vec<u32>,
 }
 
 /// One rule file parsed and compiled, ready to be added to a [`RuleSetBuilder`]. Preparing
@@ -175,36 +170,16 @@ impl RuleSetBuilder {
         self.report.correlations += correlations.len();
         self.report.failed.extend(failures);
 
-        let mut by_channel: HashMap<String, ChannelIndex> = HashMap::new();
+        // Where each variant applies: (channel, event id), channel, product, or everywhere.
+        // Per channel: the variants by event id, and those for any event id.
+        type ChannelLists = (HashMap<i64, Vec<u32>>, Vec<u32>);
+        let mut by_channel: HashMap<String, ChannelLists> = HashMap::new();
         let mut by_product: HashMap<Product, Vec<u32>> = HashMap::new();
         let mut any_product: Vec<u32> = Vec::new();
-        // Literals by where they must be found: in one named field, or (keywords) anywhere.
-        let mut needles: [Vec<String>; 2] = [Vec::new(), Vec::new()];
-        let mut needle_ids: HashMap<(String, bool), u32> = HashMap::new();
-        let mut needle_variants: [Vec<Vec<u32>>; 2] = [Vec::new(), Vec::new()];
-        let mut scanned_fields: HashSet<Box<str>> = HashSet::new();
-        let mut filtered = vec![false; self.variants.len()];
+        let mut needles = Vec::with_capacity(self.variants.len());
         for (i, cv) in self.variants.iter().enumerate() {
             let i = i as u32;
-            if let Some(set) = cv.detection.needles() {
-                filtered[i as usize] = true;
-                for n in set {
-                    let anywhere = n.field.is_none();
-                    if let Some(f) = n.field {
-                        scanned_fields.insert(f);
-                    }
-                    let k = usize::from(anywhere);
-                    let id = *needle_ids.entry((n.text.clone(), anywhere)).or_insert_with(|| {
-                        needles[k].push(n.text);
-                        needle_variants[k].push(Vec::new());
-                        (needles[k].len() - 1) as u32
-                    });
-                    let list = &mut needle_variants[k][id as usize];
-                    if list.last() != Some(&i) {
-                        list.push(i);
-                    }
-                }
-            }
+            needles.push(cv.detection.needles());
             let products = LogSourceTable::builtin().resolve(&self.rules[cv.rule.0 as usize].rule.logsource).products;
             match cv.variant.channels() {
                 Some(channels) => {
@@ -215,10 +190,13 @@ impl RuleSetBuilder {
                         match &ids {
                             Some(ids) => {
                                 for id in ids {
-                                    entry.by_event_id.entry(*id).or_default().push(i);
+                                    let list = entry.0.entry(*id).or_default();
+                                    if list.last() != Some(&i) {
+                                        list.push(i);
+                                    }
                                 }
                             }
-                            None => entry.any_event_id.push(i),
+                            None => entry.1.push(i),
                         }
                     }
                 }
@@ -232,84 +210,252 @@ impl RuleSetBuilder {
                 },
             }
         }
-        let build = |patterns: &[String]| {
-            AhoCorasick::builder()
-                .match_kind(MatchKind::Standard)
-                .kind(Some(aho_corasick::AhoCorasickKind::ContiguousNFA))
-                .build(patterns)
-                .ok()
-        };
-        let [field_needles, anywhere_needles] = needles;
-        let [field_variants, anywhere_variants] = needle_variants;
-        let prefilter = match (build(&field_needles), build(&anywhere_needles)) {
-            (Some(in_fields), Some(anywhere)) => {
-                Some(Prefilter { in_fields, anywhere, field_variants, anywhere_variants, scanned_fields, filtered })
-            }
-            _ => None,
-        };
+        // Each bucket lists every variant an event of its kind meets, in a fixed order: by
+        // event id, by channel, by product, then those for every product.
+        let joined = |lists: &[&[u32]]| Bucket::new(lists.concat());
+        let product_list = |p: Product| by_product.get(&p).map(Vec::as_slice).unwrap_or(&[]);
+        let windows = product_list(Product::Windows);
+        let channels = by_channel
+            .iter()
+            .map(|(ch, (ids, rest))| {
+                let by_id = ids.iter().map(|(id, list)| (*id, joined(&[list, rest, windows, &any_product]))).collect();
+                (
+                    ch.as_str().into(),
+                    ChannelBuckets { by_event_id: by_id, other: joined(&[rest, windows, &any_product]) },
+                )
+            })
+            .collect();
+        let products = PRODUCTS.map(|p| joined(&[product_list(p), &any_product]));
         RuleSet {
             rules: self.rules,
             variants: self.variants,
-            by_channel,
-            by_product,
-            any_product,
+            needles,
+            by_channel: channels,
+            by_product: products,
+            automata: AutomatonCache::default(),
             correlations,
-            prefilter,
             report: self.report,
         }
     }
 }
 
-/// The shared literal prefilter: automata over the literals that rules need (see
-/// [`CompiledDetection::needles`]), run once over an event's text values; a rule with
-/// literals is tested only if one of them was found. Literals bound to a field are looked for
-/// only in the fields some rule reads; keyword literals in every field.
-struct Prefilter {
-    in_fields: AhoCorasick,
-    anywhere: AhoCorasick,
-    /// For each literal, the variants that need it (any one of their literals suffices).
-    field_variants: Vec<Vec<u32>>,
-    anywhere_variants: Vec<Vec<u32>>,
-    /// Folded names of the fields that field-bound literals come from.
-    scanned_fields: HashSet<Box<str>>,
-    /// Variants that have literals (the others are always tested).
-    filtered: Vec<bool>,
+const PRODUCTS: [Product; 4] = [Product::Windows, Product::Linux, Product::Zeek, Product::Other];
+
+fn product_index(p: Product) -> usize {
+    match p {
+        Product::Windows => 0,
+        Product::Linux => 1,
+        Product::Zeek => 2,
+        Product::Other => 3,
+    }
 }
 
-impl Prefilter {
-    /// Marks in `possible` every variant one of whose literals occurs in the event.
-    fn scan(&self, event: &Event, possible: &mut Vec<u64>) {
-        possible.clear();
-        possible.resize(self.filtered.len().div_ceil(64), 0);
-        let scan_anywhere = self.anywhere.patterns_len() > 0;
-        let mut folded = String::new();
-        for f in event.fields() {
-            folded.clear();
-            folded.extend(f.name.chars().map(|c| c.to_ascii_lowercase()));
-            let in_fields = self.scanned_fields.contains(folded.as_str());
-            if !in_fields && !scan_anywhere {
-                continue;
-            }
-            f.value.for_each_scalar(&mut |v| {
-                if let Value::Str(t) = v {
-                    let text = t.lower();
-                    if in_fields {
-                        mark(&self.in_fields, &self.field_variants, text, possible);
-                    }
-                    if scan_anywhere {
-                        mark(&self.anywhere, &self.anywhere_variants, text, possible);
+/// The variants that events of one kind (a channel and event id, a channel, a product) meet,
+/// and the literal prefilter for them, built when the first such event comes.
+struct Bucket {
+    variants: Box<[u32]>,
+    plan: OnceLock<Plan>,
+}
+
+impl Bucket {
+    fn new(variants: Vec<u32>) -> Bucket {
+        Bucket { variants: variants.into(), plan: OnceLock::new() }
+    }
+}
+
+struct ChannelBuckets {
+    by_event_id: HashMap<i64, Bucket>,
+    /// Events of the channel whose event id has no rules of its own.
+    other: Bucket,
+}
+
+/// A bucket's literal prefilter: for each field that a bucket's rule needs a literal in, an
+/// automaton over the literals of that field only; for keyword literals, one automaton run
+/// over every field. A variant with literals is evaluated only if one of them was found
+/// (see [`CompiledDetection::needles`]); variants without literals are always evaluated.
+struct Plan {
+    /// Bucket positions of the variants without literals, as a bit set.
+    always: Box<[u64]>,
+    fields: Box<[FieldScan]>,
+    anywhere: Option<Scanner>,
+}
+
+struct FieldScan {
+    /// The field as rules name it.
+    key: FieldKey,
+    /// Variants that need only the field to be present (not null).
+    present: Box<[u32]>,
+    scanner: Option<Scanner>,
+}
+
+impl Plan {
+    fn build(variants: &[u32], needles: &[Needles], cache: &AutomatonCache) -> Plan {
+        let mut always = vec![0u64; variants.len().div_ceil(64)];
+        // Literal → the bucket positions of the variants that need it, per field; and the
+        // variants that need the field's presence.
+        type FieldNeeds<'a> = (HashMap<&'a str, Vec<u32>>, Vec<u32>);
+        let mut fields: HashMap<&str, FieldNeeds> = HashMap::new();
+        let mut anywhere: HashMap<&str, Vec<u32>> = HashMap::new();
+        for (at, &v) in variants.iter().enumerate() {
+            let at32 = at as u32;
+            match &needles[v as usize] {
+                None => always[at / 64] |= 1 << (at % 64),
+                Some(set) => {
+                    for n in set {
+                        let targets = match n {
+                            Needle::Literal { text, field: Some(f) } => {
+                                fields.entry(f).or_default().0.entry(text).or_default()
+                            }
+                            Needle::Literal { text, field: None } => anywhere.entry(text).or_default(),
+                            Needle::Present(f) => &mut fields.entry(f).or_default().1,
+                        };
+                        if targets.last() != Some(&at32) {
+                            targets.push(at32);
+                        }
                     }
                 }
-                false
-            });
+            }
+        }
+        let mut scans: Vec<FieldScan> = fields
+            .into_iter()
+            .map(|(name, (literals, present))| FieldScan {
+                key: FieldKey::new(name),
+                present: present.into(),
+                scanner: (!literals.is_empty()).then(|| Scanner::build(literals, cache)),
+            })
+            .collect();
+        scans.sort_by(|a, b| a.key.name().cmp(b.key.name()));
+        let anywhere = (!anywhere.is_empty()).then(|| Scanner::build(anywhere, cache));
+        Plan { always: always.into(), fields: scans.into(), anywhere }
+    }
+
+    /// Marks in `possible` the bucket positions of the variants one of whose literals
+    /// occurs where it must.
+    fn scan(&self, event: &Event, possible: &mut [u64]) {
+        for f in self.fields.iter() {
+            let Some(value) = event.lookup(&f.key) else { continue };
+            if !value.is_null() {
+                mark(&f.present, possible);
+            }
+            if let Some(scanner) = &f.scanner {
+                value.for_each_scalar(&mut |v| {
+                    if let Value::Str(t) = v {
+                        scanner.scan(t.lower().as_bytes(), possible);
+                    }
+                    false
+                });
+            }
+        }
+        if let Some(anywhere) = &self.anywhere {
+            for f in event.fields() {
+                f.value.for_each_scalar(&mut |v| {
+                    if let Value::Str(t) = v {
+                        anywhere.scan(t.lower().as_bytes(), possible);
+                    }
+                    false
+                });
+            }
         }
     }
 }
 
-fn mark(automaton: &AhoCorasick, variants: &[Vec<u32>], text: &str, possible: &mut [u64]) {
-    for m in automaton.find_overlapping_iter(text) {
-        for &v in &variants[m.pattern().as_usize()] {
-            possible[v as usize / 64] |= 1 << (v % 64);
+/// Automata above this size are kept as a (slower, smaller) contiguous NFA instead of a DFA.
+const MAX_DFA_BYTES: usize = 4 << 20;
+
+enum Automaton {
+    Dfa(aho_corasick::dfa::DFA),
+    Nfa(aho_corasick::nfa::contiguous::NFA),
+    /// No automaton could be built (too many states): every target is always marked.
+    None,
+}
+
+/// An automaton over some literals, and for each literal the bucket positions of the
+/// variants that need it. Buckets that look for the same literals share one automaton.
+struct Scanner {
+    automaton: Arc<Automaton>,
+    targets: Box<[Box<[u32]>]>,
+}
+
+/// Automata by the (sorted) literals they look for.
+type AutomatonCache = Mutex<HashMap<Box<[Box<str>]>, Arc<Automaton>>>;
+
+impl Scanner {
+    fn build(literals: HashMap<&str, Vec<u32>>, cache: &AutomatonCache) -> Scanner {
+        let mut literals: Vec<(&str, Vec<u32>)> = literals.into_iter().collect();
+        literals.sort_unstable();
+        let patterns: Box<[Box<str>]> = literals.iter().map(|(l, _)| Box::from(*l)).collect();
+        let targets = literals.into_iter().map(|(_, t)| t.into_boxed_slice()).collect();
+        if let Ok(cache) = cache.lock()
+            && let Some(a) = cache.get(&patterns)
+        {
+            return Scanner { automaton: a.clone(), targets };
+        }
+        let automaton = Arc::new(Automaton::build(&patterns));
+        if let Ok(mut cache) = cache.lock() {
+            cache.insert(patterns, automaton.clone());
+        }
+        Scanner { automaton, targets }
+    }
+
+    fn scan(&self, text: &[u8], possible: &mut [u64]) {
+        match &*self.automaton {
+            Automaton::Dfa(a) => run(a, &self.targets, text, possible),
+            Automaton::Nfa(a) => run(a, &self.targets, text, possible),
+            Automaton::None => {
+                for t in self.targets.iter() {
+                    mark(t, possible);
+                }
+            }
+        }
+    }
+}
+
+impl Automaton {
+    fn build(patterns: &[Box<str>]) -> Automaton {
+        let dfa = aho_corasick::dfa::Builder::new()
+            .match_kind(MatchKind::Standard)
+            .prefilter(false)
+            .build(patterns.iter().map(|p| p.as_bytes()))
+            .ok()
+            .filter(|d| d.memory_usage() <= MAX_DFA_BYTES);
+        match dfa {
+            Some(d) => Automaton::Dfa(d),
+            None => match aho_corasick::nfa::contiguous::Builder::new()
+                .match_kind(MatchKind::Standard)
+                .prefilter(false)
+                .build(patterns.iter().map(|p| p.as_bytes()))
+            {
+                Ok(n) => Automaton::Nfa(n),
+                Err(_) => Automaton::None,
+            },
+        }
+    }
+}
+
+/// An overlapping search: every literal that ends at every position marks its variants.
+fn run<A: aho_corasick::automaton::Automaton>(a: &A, targets: &[Box<[u32]>], text: &[u8], possible: &mut [u64]) {
+    let Ok(mut sid) = a.start_state(Anchored::No) else {
+        for t in targets {
+            mark(t, possible);
+        }
+        return;
+    };
+    for &b in text {
+        sid = a.next_state(Anchored::No, sid, b);
+        if a.is_special(sid) && a.is_match(sid) {
+            for i in 0..a.match_len(sid) {
+                if let Some(t) = targets.get(a.match_pattern(sid, i).as_usize()) {
+                    mark(t, possible);
+                }
+            }
+        }
+    }
+}
+
+fn mark(targets: &[u32], possible: &mut [u64]) {
+    for &at in targets {
+        if let Some(w) = possible.get_mut(at as usize / 64) {
+            *w |= 1 << (at % 64);
         }
     }
 }
@@ -318,11 +464,13 @@ fn mark(automaton: &AhoCorasick, variants: &[Vec<u32>], text: &str, possible: &m
 pub struct RuleSet {
     rules: Vec<LoadedRule>,
     variants: Vec<CompiledVariant>,
-    by_channel: HashMap<String, ChannelIndex>,
-    by_product: HashMap<Product, Vec<u32>>,
-    any_product: Vec<u32>,
+    /// Per variant: the literals one of which it needs (see [`CompiledDetection::needles`]).
+    needles: Vec<Needles>,
+    by_channel: HashMap<Box<str>, ChannelBuckets>,
+    /// Per product (in [`PRODUCTS`] order): for events not taken by a channel.
+    by_product: [Bucket; 4],
+    automata: AutomatonCache,
     correlations: Vec<(LoadedRule, CorrelationRule)>,
-    prefilter: Option<Prefilter>,
     report: LoadReport,
 }
 
@@ -355,35 +503,38 @@ impl RuleSet {
         &self.correlations
     }
 
-    /// The candidate lists for an event: by channel and event id, by channel, by product, and
-    /// the rules that apply to every product.
-    fn candidates<'a>(&'a self, event: &Event, lists: &mut [&'a [u32]; 4]) {
+    /// The bucket of an event: by channel and event id, by channel, else by product.
+    fn bucket(&self, event: &Event) -> &Bucket {
         if event.product == Product::Windows
-            && let Some(channel) = event.get("Channel").and_then(Value::as_lower_text)
+            && let Some(channel) = event.get_folded("Channel", "channel").and_then(Value::as_lower_text)
             && let Some(index) = self.by_channel.get(&*channel)
         {
-            let id = event.get("EventID").and_then(|v| match v {
+            let id = event.get_folded("EventID", "eventid").and_then(|v| match v {
                 Value::Int(i) => Some(*i),
                 other => other.as_text().and_then(|t| t.trim().parse().ok()),
             });
-            if let Some(list) = id.and_then(|id| index.by_event_id.get(&id)) {
-                lists[0] = list;
-            }
-            lists[1] = &index.any_event_id;
+            return id.and_then(|id| index.by_event_id.get(&id)).unwrap_or(&index.other);
         }
-        if let Some(list) = self.by_product.get(&event.product) {
-            lists[2] = list;
+        &self.by_product[product_index(event.product)]
+    }
+
+    fn evaluate(&self, v: u32, event: &Event, start: usize, out: &mut Vec<RuleId>) {
+        let cv = &self.variants[v as usize];
+        if (!cv.check_conditions || cv.variant.accepts(event))
+            && cv.detection.matches(event)
+            && !out[start..].contains(&cv.rule)
+        {
+            out.push(cv.rule);
         }
-        lists[3] = &self.any_product;
     }
 
     /// Appends to `out` the rules that match `event` (each at most once).
     pub fn matches(&self, event: &Event, out: &mut Vec<RuleId>) {
-        let mut lists: [&[u32]; 4] = [&[], &[], &[], &[]];
-        self.candidates(event, &mut lists);
-        if lists.iter().all(|l| l.is_empty()) {
+        let bucket = self.bucket(event);
+        if bucket.variants.is_empty() {
             return;
         }
+        let plan = bucket.plan.get_or_init(|| Plan::build(&bucket.variants, &self.needles, &self.automata));
         POSSIBLE.with(|cell| {
             let mut guard = cell.try_borrow_mut();
             let mut local = Vec::new();
@@ -391,24 +542,17 @@ impl RuleSet {
                 Ok(p) => p,
                 Err(_) => &mut local,
             };
-            if let Some(pf) = &self.prefilter {
-                pf.scan(event, possible);
-            }
+            possible.clear();
+            possible.extend_from_slice(&plan.always);
+            plan.scan(event, possible);
             let start = out.len();
-            for list in lists {
-                for &i in list {
-                    if let Some(pf) = &self.prefilter
-                        && pf.filtered[i as usize]
-                        && possible[i as usize / 64] & (1 << (i % 64)) == 0
-                    {
-                        continue;
-                    }
-                    let cv = &self.variants[i as usize];
-                    if (!cv.check_conditions || cv.variant.accepts(event))
-                        && cv.detection.matches(event)
-                        && !out[start..].contains(&cv.rule)
-                    {
-                        out.push(cv.rule);
+            for (k, &word) in possible.iter().enumerate() {
+                let mut w = word;
+                while w != 0 {
+                    let at = k * 64 + w.trailing_zeros() as usize;
+                    w &= w - 1;
+                    if let Some(&v) = bucket.variants.get(at) {
+                        self.evaluate(v, event, start, out);
                     }
                 }
             }
@@ -418,19 +562,9 @@ impl RuleSet {
     /// Matches without the prefilter: every candidate rule is evaluated. Used to check that the
     /// prefilter never changes a result.
     pub fn matches_unfiltered(&self, event: &Event, out: &mut Vec<RuleId>) {
-        let mut lists: [&[u32]; 4] = [&[], &[], &[], &[]];
-        self.candidates(event, &mut lists);
         let start = out.len();
-        for list in lists {
-            for &i in list {
-                let cv = &self.variants[i as usize];
-                if (!cv.check_conditions || cv.variant.accepts(event))
-                    && cv.detection.matches(event)
-                    && !out[start..].contains(&cv.rule)
-                {
-                    out.push(cv.rule);
-                }
-            }
+        for &v in self.bucket(event).variants.iter() {
+            self.evaluate(v, event, start, out);
         }
     }
 }
