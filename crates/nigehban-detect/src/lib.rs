@@ -5,6 +5,7 @@
 //! `&self`, so one instance serves every thread. Stateful logic (correlation windows) is
 //! driven separately, in event-time order, by its caller.
 
+mod indicators;
 mod sigma;
 
 use std::sync::Arc;
@@ -13,6 +14,7 @@ use nigehban_event::{Event, Position, Value};
 use nigehban_sigma::Level;
 use serde::Serialize;
 
+pub use indicators::IndicatorDetector;
 pub use sigma::SigmaDetector;
 
 /// What kind of logic produced a detection.
