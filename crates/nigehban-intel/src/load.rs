@@ -114,19 +114,82 @@ pub fn load_plain(
         let (kind, value) = match given {
             Some(kv) => kv,
             None => match classify(v) {
-                Some(k) => (k, v),
-                None => {
-                    report.skip(
-                        format!("{file}:{}", i + 1),
-                        format!("{v:?} is not an IP address, network, domain, URL, e-mail address or hash"),
-                    );
-                    continue;
-                }
+                Some(k) if !v.starts_with('/') => (k, v),
+                _ => match scheme_less(v) {
+                    Shape::AddressWithPort(ip) => (IndicatorType::Ip, ip),
+                    Shape::HostPath => {
+                        // A URL written without its scheme (common in feeds): both schemes.
+                        for scheme in ["http://", "https://"] {
+                            let url = format!("{scheme}{v}");
+                            add_one(
+                                set,
+                                warn,
+                                &mut report,
+                                || format!("{file}:{}", i + 1),
+                                IndicatorType::Url,
+                                &url,
+                                meta,
+                            );
+                        }
+                        continue;
+                    }
+                    Shape::PathOnly => {
+                        report.skip(
+                            format!("{file}:{}", i + 1),
+                            format!("{v:?} is a URL path without a host: it cannot be matched alone"),
+                        );
+                        continue;
+                    }
+                    Shape::Unknown => {
+                        report.skip(
+                            format!("{file}:{}", i + 1),
+                            format!("{v:?} is not an IP address, network, domain, URL, e-mail address or hash"),
+                        );
+                        continue;
+                    }
+                },
             },
         };
         add_one(set, warn, &mut report, || format!("{file}:{}", i + 1), kind, value, meta);
     }
     report
+}
+
+enum Shape<'a> {
+    AddressWithPort(&'a str),
+    HostPath,
+    PathOnly,
+    Unknown,
+}
+
+/// Shapes feeds use that [`classify`] does not: `203.0.113.9:8443` or `…:22:443` (the address is the
+/// indicator), `host.example/path` (a URL without its scheme), `/path` (no host).
+fn scheme_less(v: &str) -> Shape<'_> {
+    if let Some((ip, ports)) = v.split_once(':')
+        && ip.parse::<std::net::Ipv4Addr>().is_ok()
+        && ports.split(':').all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return Shape::AddressWithPort(ip);
+    }
+    if let Some(rest) = v.strip_prefix('[')
+        && let Some((ip, port)) = rest.split_once("]:")
+        && ip.parse::<std::net::Ipv6Addr>().is_ok()
+        && !port.is_empty()
+        && port.bytes().all(|b| b.is_ascii_digit())
+    {
+        return Shape::AddressWithPort(ip);
+    }
+    if v.starts_with('/') {
+        return Shape::PathOnly;
+    }
+    if let Some((host, _)) = v.split_once('/') {
+        let host =
+            host.rsplit_once(':').filter(|(_, p)| p.bytes().all(|b| b.is_ascii_digit())).map_or(host, |(h, _)| h);
+        if matches!(classify(host), Some(IndicatorType::Domain | IndicatorType::Ip)) {
+            return Shape::HostPath;
+        }
+    }
+    Shape::Unknown
 }
 
 /// STIX 2.1 marking definitions for TLP (2.0 and 1.0 ids).

@@ -88,7 +88,7 @@ pub fn classify(value: &str) -> Option<IndicatorType> {
     if v.contains("://") {
         return Some(IndicatorType::Url);
     }
-    if v.contains('@') {
+    if v.contains('@') && !v.contains('/') && !v.contains(char::is_whitespace) {
         return Some(IndicatorType::Email);
     }
     if valid_domain(&v.trim_end_matches('.').to_ascii_lowercase()) && v.contains('.') {
