@@ -2,3 +2,4 @@
 //! database when `NIGEHBAN_TEST_PG` is set (`.ci/run` sets it).
 
 mod common;
+mod ui_e2e;
