@@ -670,6 +670,16 @@ async fn ui_over_http() {
     let location = r.headers()["location"].to_str().unwrap().to_owned();
     assert!(location.starts_with("/objects/incidents/"), "{location}");
     assert!(get(&location).await.unwrap().text().await.unwrap().contains("TLP:GREEN"));
+    // What users write is escaped.
+    let r = post(
+        "/objects/incidents",
+        vec![("csrf", csrf.clone()), ("title", "<script>alert(1)</script>".into()), ("tlp", "AMBER".into())],
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 303);
+    let list = get("/objects/incidents").await.unwrap().text().await.unwrap();
+    assert!(list.contains("script&#62;alert(1)&#60;/script") && !list.contains("<script>"), "{list}");
 
     // Hidden objects and organisations are not found; malformed identifiers too.
     let sogc = object_id(&server, "national.analyst", SOGC_AMBER).await;
@@ -685,15 +695,34 @@ async fn ui_over_http() {
         let body = r.text().await.unwrap();
         assert!(body.contains("<h1>Not found</h1>") && !body.contains(SOGC_AMBER), "{path}");
     }
-    // A reporter's role reads no indicators; a security lead's no audit log beyond its own.
+    // A security lead reads its organisation's part of the audit log.
     let r = get("/audit").await.unwrap();
     assert_eq!(r.status(), 200);
+    assert!(r.text().await.unwrap().contains("Actions by Ministry of Foreign Affairs"));
 
-    // Signing out with the token works; the session is gone.
+    // Signing out with the session's token works; the session is gone.
     let r = post("/logout", vec![("csrf", csrf)]).await.unwrap();
     assert_eq!(r.status(), 303);
     assert_eq!(r.headers()["location"], "/login?signed_out=1");
     let r = get("/").await.unwrap();
     assert_eq!(r.status(), 303);
+
+    // Repeated wrong passwords lock the account; the form says so.
+    let auditor = users.iter().find(|u| u.username == "auditor").unwrap();
+    let login = |password: &str| {
+        plain
+            .post(server.url("/login"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form_body(&[("username", "auditor"), ("password", password)]))
+            .send()
+    };
+    for _ in 0..5 {
+        let r = login("wrong password, again").await.unwrap();
+        assert_eq!(r.status(), 401);
+        assert!(r.text().await.unwrap().contains("Wrong user name or password."));
+    }
+    let r = login(&auditor.password).await.unwrap();
+    assert_eq!(r.status(), 403);
+    assert!(r.text().await.unwrap().contains("This account is locked"));
     server.stop().await;
 }
