@@ -42,6 +42,7 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/orgs/{id}", get(orgs::org))
         .route("/objects/{kind}", get(objects::list).post(objects::create))
         .route("/objects/{kind}/{id}", get(objects::detail))
+        .route("/objects/{kind}/{id}/shares", post(objects::share))
         .route("/admin/users", get(admin::users).post(admin::create_user))
         .route("/admin/tokens", get(admin::tokens).post(admin::create_token))
         .route("/admin/tokens/{id}/revoke", post(admin::revoke_token))

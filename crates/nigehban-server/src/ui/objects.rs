@@ -7,7 +7,8 @@ use axum::extract::rejection::{FormRejection, QueryRejection};
 use axum::extract::{Form, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
-use nigehban_policy::{Action, Kind, ShareTarget, Tlp, can_create};
+use nigehban_policy::admin::visible_orgs;
+use nigehban_policy::{Action, Kind, Share, ShareTarget, Tlp, can, can_create, check_share};
 use nigehban_store::{NewObject, ObjectFilter};
 use serde::Deserialize;
 use uuid::Uuid;
@@ -242,12 +243,50 @@ struct DetailPage {
     assignees: Vec<String>,
     shares: Vec<String>,
     created_notice: bool,
+    shared_notice: bool,
+    share_targets: Vec<Choice>,
+    share_action: String,
 }
 
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct DetailQuery {
     #[serde(default)]
     created: Option<String>,
+    #[serde(default)]
+    shared: Option<String>,
+}
+
+/// Where the viewer may share the object: organisations it may see, the community, the
+/// public, each as the policy allows for the object's TLP (none unless the viewer may share).
+fn share_targets(v: &Viewer, o: &nigehban_store::Object, names: &OrgNames) -> Vec<(ShareTarget, String)> {
+    let p = &v.auth.principal;
+    if !can(p, &v.tree, &o.marking(), Action::Share).allowed() {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    for t in [ShareTarget::Community, ShareTarget::Public] {
+        let label = if t == ShareTarget::Community { "The whole community" } else { "The public" };
+        out.push((t, label.to_owned()));
+    }
+    let mut orgs: Vec<(ShareTarget, String)> = visible_orgs(p, &v.tree)
+        .into_iter()
+        .filter(|org| !v.tree.relation(*org, o.owner).in_chain())
+        .map(|org| (ShareTarget::Org(org), names.name(org)))
+        .collect();
+    orgs.sort_by(|a, b| a.1.cmp(&b.1));
+    out.extend(orgs);
+    out.retain(|(t, _)| {
+        !o.shares.contains(&Share { by: p.org, target: *t }) && check_share(p, &v.tree, &o.marking(), *t).allowed()
+    });
+    out
+}
+
+fn target_value(t: ShareTarget) -> String {
+    match t {
+        ShareTarget::Org(o) => o.to_string(),
+        ShareTarget::Community => "community".to_owned(),
+        ShareTarget::Public => "public".to_owned(),
+    }
 }
 
 async fn display_name(state: &AppState, id: Uuid) -> String {
@@ -303,7 +342,11 @@ pub(crate) async fn detail(
         serde_json::Value::Null => Vec::new(),
         other => vec![("Content".to_owned(), view::value_text(other))],
     };
-    let created_notice = q.is_ok_and(|Query(q)| q.created.is_some());
+    let q = q.map(|Query(q)| q).unwrap_or_default();
+    let share_targets = share_targets(&v, &o, &names)
+        .into_iter()
+        .map(|(t, label)| Choice { value: target_value(t), label, selected: false })
+        .collect();
     let page = DetailPage {
         chrome: v.chrome(o.title.clone(), &format!("/objects/{}", kind.plural())),
         kind: view::kind_label(kind),
@@ -320,8 +363,50 @@ pub(crate) async fn detail(
         recipients,
         assignees,
         shares,
-        created_notice,
+        created_notice: q.created.is_some(),
+        shared_notice: q.shared.is_some(),
+        share_targets,
+        share_action: format!("/objects/{}/{}/shares", kind.plural(), o.id),
         title: o.title,
     };
     Ok(render(StatusCode::OK, &page))
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct ShareForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    target: String,
+}
+
+/// `POST /objects/{kind}/{id}/shares`: a CERT manager shares the object beyond the owner's
+/// chain, as far as its TLP allows (the share is in the audit log).
+pub(crate) async fn share(
+    State(state): State<Arc<AppState>>,
+    v: Viewer,
+    Path((kind, id)): Path<(String, String)>,
+    f: Result<Form<ShareForm>, FormRejection>,
+) -> Result<Response, UiError> {
+    let not_found = || UiError::not_found(Some(v.chrome("Not found", "")));
+    let (Some(kind), Ok(id)) = (kind_of(&kind), id.parse::<Uuid>()) else { return Err(not_found()) };
+    let f = super::form(f, &v)?;
+    v.check_csrf(&f.csrf)?;
+    let (o, _) = load(&state, &v.auth, kind, id, Action::Share).await.map_err(|e| v.fail(e))?;
+    let names = OrgNames::new(state.store.orgs().await.map_err(|e| v.fail(e))?, &v);
+    let Some((target, _)) = share_targets(&v, &o, &names).into_iter().find(|(t, _)| target_value(*t) == f.target)
+    else {
+        return Err(UiError::page(
+            StatusCode::FORBIDDEN,
+            "Not allowed",
+            format!("{} material cannot be shared with that recipient by you.", o.tlp),
+            Some(v.chrome("Not allowed", "")),
+        ));
+    };
+    state
+        .store
+        .share_object(&v.auth.actor(), id, Share { by: v.auth.principal.org, target })
+        .await
+        .map_err(|e| v.fail(e))?;
+    Ok(Redirect::to(&format!("/objects/{}/{id}?shared=1", kind.plural())).into_response())
 }

@@ -410,6 +410,28 @@ async fn ui_in_chromium() {
     ui.sign_in_as(&user("capital.manager")).await;
     let incidents = ui.list_of("incidents").await;
     assert!(has(&incidents, MOFA_RED), "capital.manager is named on the RED incident: {incidents:?}");
+    // Her CERT shares the Foreign Ministry's AMBER incident on need-to-know, inside its constituency.
+    let mofa_amber = object_id(&server, "capital.manager", MOFA_AMBER).await;
+    ui.goto(&format!("/objects/incidents/{mofa_amber}")).await;
+    ui.check_page().await;
+    let mut offered = Vec::new();
+    for o in ui.c.find_all(Locator::Css("#s-target option")).await.unwrap() {
+        offered.push(o.text().await.unwrap());
+    }
+    assert!(offered.contains(&"Ministry of Finance".to_owned()), "{offered:?}");
+    assert!(!offered.iter().any(|o| o.contains("community") || o.contains("public") || o.contains("Foreign")));
+    ui.find("#s-target").await.select_by_label("Ministry of Finance").await.unwrap();
+    ui.c.find(Locator::XPath("//button[normalize-space()='Share']")).await.unwrap().click().await.unwrap();
+    ui.wait_until("the share", async |ui: &Ui| ui.path().await.ends_with("?shared=1")).await;
+    assert_eq!(
+        ui.find("#shares").await.text().await.unwrap(),
+        "Capital Territory CERT shared it with Ministry of Finance"
+    );
+    // The RED incident cannot be shared at all.
+    let mofa_red = object_id(&server, "capital.manager", MOFA_RED).await;
+    ui.goto(&format!("/objects/incidents/{mofa_red}")).await;
+    assert_eq!(ui.h1().await, MOFA_RED);
+    assert!(!ui.exists("#s-target").await);
 
     // Navigation: tree → organisation → object.
     ui.sign_in_as(&user("capital.analyst")).await;
@@ -436,6 +458,7 @@ async fn ui_in_chromium() {
     assert_eq!(ui.find("#owner").await.text().await.unwrap(), "Ministry of Foreign Affairs");
     assert!(ui.main_text().await.contains("203.0.113.77"));
     ui.shot("object").await;
+    assert!(!ui.exists("#s-target").await, "a CERT analyst does not share");
     ui.check_page().await;
     // Shares are shown to the owner's chain.
     let ntc_incident = object_id(&server, "telecom.lead", NTC_AMBER).await;
@@ -456,7 +479,6 @@ async fn ui_in_chromium() {
     assert_eq!(ui.h1().await, "Not found");
     ui.shot("not-found").await;
     assert!(!ui.source().await.contains("Zimbra"));
-    let mofa_red = object_id(&server, "mofa.lead", MOFA_RED).await;
     ui.goto(&format!("/objects/incidents/{mofa_red}")).await;
     assert_eq!(ui.h1().await, "Not found");
     ui.goto(&format!("/orgs/{}", user("telecom.lead").organisation_id)).await;
