@@ -439,7 +439,8 @@ pub async fn seed(store: &Store) -> Result<Vec<DemoUser>, ApiError> {
             body: json!({"type": "ipv4-addr", "value": "203.0.113.77", "pattern": "[ipv4-addr:value = '203.0.113.77']"}),
             recipients: &[],
             assignees: &[],
-            shares: &[],
+            // nCERT publishes it to every member organisation.
+            shares: &[("national.analyst", None)],
         },
         Sample {
             kind: Kind::Engagement,
