@@ -40,7 +40,7 @@ pub use users::{NewUser, User, UserUpdate};
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
+    Database(sqlx::Error),
     #[error("database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("{0} not found")]
@@ -58,8 +58,21 @@ impl StoreError {
     fn unique(e: sqlx::Error, message: impl FnOnce() -> String) -> StoreError {
         match &e {
             sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::Conflict(message()),
-            _ => StoreError::Database(e),
+            _ => StoreError::from(e),
         }
+    }
+}
+
+impl From<sqlx::Error> for StoreError {
+    /// Text PostgreSQL cannot hold (a NUL character: SQLSTATE 22021, 22P05) is the caller's
+    /// mistake, not a database failure.
+    fn from(e: sqlx::Error) -> StoreError {
+        if let sqlx::Error::Database(d) = &e
+            && matches!(d.code().as_deref(), Some("22021" | "22P05"))
+        {
+            return StoreError::Invalid("text must not contain NUL characters (U+0000)".into());
+        }
+        StoreError::Database(e)
     }
 }
 
