@@ -2,4 +2,5 @@
 //! database when `NIGEHBAN_TEST_PG` is set (`.ci/run` sets it).
 
 mod common;
+mod matrix_http;
 mod ui_e2e;
