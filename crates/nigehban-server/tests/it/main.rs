@@ -1,6 +1,7 @@
 //! The server's tests: through HTTP, against SQLite always and against a fresh PostgreSQL
 //! database when `NIGEHBAN_TEST_PG` is set (`.ci/run` sets it).
 
+mod bad_input;
 mod common;
 mod matrix_http;
 mod ui_e2e;
