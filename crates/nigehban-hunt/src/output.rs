@@ -53,7 +53,7 @@ fn details_text(r: &Record) -> String {
 pub fn write_detections(out: &mut dyn Write, format: OutputFormat, store: DetectionStore) -> io::Result<()> {
     match format {
         OutputFormat::Table => {
-            let tally = store.tally().clone();
+            let tally = store.tally();
             let host_w = tally.by_host.keys().map(|h| h.chars().count()).max().unwrap_or(4).clamp(4, 24);
             let title_w = tally.by_rule.keys().map(|(t, _, _)| t.chars().count()).max().unwrap_or(4).clamp(4, 60);
             writeln!(out, "{:<24} {:<13} {:<host_w$} {:<title_w$} Details", "Timestamp", "Level", "Host", "Rule")?;

@@ -1,10 +1,12 @@
-//! Where detections wait until the run ends: each is written as one JSON record to a
-//! temporary file, and only a small sort key stays in memory. The timeline is then read back
-//! in time order. Memory thus grows by a few dozen bytes per detection, not by the detection.
+//! Where detections wait until the run ends: what only a detection knows (host, key fields,
+//! the kind of position) is written as a compact record to a temporary file; a small sort key
+//! stays in memory, and what the detection shares with others (its rule, its source) is kept
+//! once. The timeline is then read back in time order and each record rendered as JSON.
+//! Memory thus grows by a few dozen bytes per detection, not by the detection.
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
+use std::io::{self, BufWriter, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -29,7 +31,7 @@ pub struct Record {
     pub fields: serde_json::Map<String, serde_json::Value>,
 }
 
-/// The same record, borrowed from a detection, for writing without copying its strings.
+/// The same record, borrowed, for writing without copying its strings.
 #[derive(Serialize)]
 struct RecordRef<'a> {
     timestamp: Option<String>,
@@ -43,10 +45,10 @@ struct RecordRef<'a> {
     source: &'a str,
     position: String,
     #[serde(serialize_with = "fields_as_map")]
-    fields: &'a [(String, String)],
+    fields: &'a [(&'a str, &'a str)],
 }
 
-fn fields_as_map<S: serde::Serializer>(fields: &&[(String, String)], s: S) -> Result<S::Ok, S::Error> {
+fn fields_as_map<S: serde::Serializer>(fields: &&[(&str, &str)], s: S) -> Result<S::Ok, S::Error> {
     use serde::ser::SerializeMap;
     let mut map = s.serialize_map(Some(fields.len()))?;
     for (k, v) in fields.iter() {
@@ -55,25 +57,11 @@ fn fields_as_map<S: serde::Serializer>(fields: &&[(String, String)], s: S) -> Re
     map.end()
 }
 
-impl<'a> RecordRef<'a> {
-    fn new(d: &'a Detection) -> Self {
-        RecordRef {
-            timestamp: d.timestamp.map(|t| t.to_string()),
-            rule_id: &d.rule.id,
-            rule_title: &d.rule.title,
-            level: d.rule.level.as_str(),
-            engine: match d.rule.engine {
-                nigehban_detect::Engine::Sigma => "sigma",
-                nigehban_detect::Engine::Indicator => "indicator",
-                nigehban_detect::Engine::Correlation => "correlation",
-            },
-            tags: &d.rule.tags,
-            rule_path: &d.rule.path,
-            host: d.host.as_deref(),
-            source: &d.source,
-            position: d.position.to_string(),
-            fields: &d.fields,
-        }
+fn engine_name(e: nigehban_detect::Engine) -> &'static str {
+    match e {
+        nigehban_detect::Engine::Sigma => "sigma",
+        nigehban_detect::Engine::Indicator => "indicator",
+        nigehban_detect::Engine::Correlation => "correlation",
     }
 }
 
@@ -84,7 +72,7 @@ impl Record {
             rule_id: d.rule.id.clone(),
             rule_title: d.rule.title.clone(),
             level: d.rule.level.as_str().to_owned(),
-            engine: RecordRef::new(d).engine.to_owned(),
+            engine: engine_name(d.rule.engine).to_owned(),
             tags: d.rule.tags.clone(),
             rule_path: d.rule.path.clone(),
             host: d.host.clone(),
@@ -95,14 +83,18 @@ impl Record {
     }
 }
 
-/// What sorts a detection into the timeline: time (none last), source, position, rule.
+/// What sorts a detection into the timeline, and where the rest of it is in the file.
 struct Key {
-    timestamp: Option<jiff::Timestamp>,
-    source: Arc<str>,
+    /// Nanoseconds since the epoch as two halves that order as the whole does; `None` (as
+    /// the largest value) for detections without a time, which come last.
+    time: (i64, u64),
+    /// Index in the store's sources, then (once sorting) the rank of its name.
+    source: u32,
     position: (u64, u64),
-    rule: Arc<RuleInfo>,
-    offset: u64,
+    /// Index in the store's rules, then (once sorting) the rank of its id.
+    rule: u32,
     len: u32,
+    offset: u64,
 }
 
 fn position_key(p: Position) -> (u64, u64) {
@@ -113,7 +105,7 @@ fn position_key(p: Position) -> (u64, u64) {
     }
 }
 
-/// Counts for the summary, kept as detections arrive.
+/// Counts for the summary.
 #[derive(Debug, Default, Clone)]
 pub struct Tally {
     pub total: usize,
@@ -129,16 +121,28 @@ pub struct DetectionStore {
     path: PathBuf,
     written: u64,
     keys: Vec<Key>,
-    tally: Tally,
+    sources: Vec<Arc<str>>,
+    source_ids: HashMap<Arc<str>, u32>,
+    rules: Vec<Arc<RuleInfo>>,
+    rule_ids: HashMap<usize, u32>,
+    /// Detections per entry of `rules`.
+    rule_counts: Vec<usize>,
+    by_host: HashMap<String, usize>,
     line: Vec<u8>,
 }
+
+/// How many bytes of the temporary file are read at a time when reading back.
+const BLOCK: usize = 64 << 10;
+/// How many such blocks are kept (the timeline interleaves the detections of many files, each
+/// written in one stretch).
+const BLOCKS: usize = 32;
 
 impl DetectionStore {
     pub fn new() -> io::Result<DetectionStore> {
         let dir = std::env::temp_dir();
         let mut n = 0u32;
         loop {
-            let path = dir.join(format!("nigehban-hunt-{}-{n}.jsonl", std::process::id()));
+            let path = dir.join(format!("nigehban-hunt-{}-{n}.bin", std::process::id()));
             match File::options().read(true).write(true).create_new(true).open(&path) {
                 Ok(file) => {
                     return Ok(DetectionStore {
@@ -146,7 +150,12 @@ impl DetectionStore {
                         path,
                         written: 0,
                         keys: Vec::new(),
-                        tally: Tally::default(),
+                        sources: Vec::new(),
+                        source_ids: HashMap::new(),
+                        rules: Vec::new(),
+                        rule_ids: HashMap::new(),
+                        rule_counts: Vec::new(),
+                        by_host: HashMap::new(),
                         line: Vec::new(),
                     });
                 }
@@ -164,63 +173,367 @@ impl DetectionStore {
         self.keys.is_empty()
     }
 
-    pub fn tally(&self) -> &Tally {
-        &self.tally
+    /// Counts by level, rule and host.
+    pub fn tally(&self) -> Tally {
+        let mut t = Tally { total: self.keys.len(), by_host: self.by_host.clone(), ..Tally::default() };
+        for (rule, &n) in self.rules.iter().zip(&self.rule_counts) {
+            *t.by_level.entry(rule.level).or_default() += n;
+            *t.by_rule.entry((rule.title.clone(), rule.id.clone(), rule.level)).or_default() += n;
+        }
+        t
     }
 
     pub fn push(&mut self, d: &Detection) -> io::Result<()> {
+        let rule = match self.rule_ids.get(&(Arc::as_ptr(&d.rule) as usize)) {
+            Some(&i) => i,
+            None => {
+                let i = self.rules.len() as u32;
+                self.rule_ids.insert(Arc::as_ptr(&d.rule) as usize, i);
+                self.rules.push(d.rule.clone());
+                self.rule_counts.push(0);
+                i
+            }
+        };
+        let source = match self.source_ids.get(&d.source) {
+            Some(&i) => i,
+            None => {
+                let i = self.sources.len() as u32;
+                self.source_ids.insert(d.source.clone(), i);
+                self.sources.push(d.source.clone());
+                i
+            }
+        };
         self.line.clear();
-        serde_json::to_writer(&mut self.line, &RecordRef::new(d)).map_err(io::Error::other)?;
+        encode(&mut self.line, d);
         self.file.write_all(&self.line)?;
         self.keys.push(Key {
-            timestamp: d.timestamp,
-            source: d.source.clone(),
+            time: split_time(d.timestamp),
+            source,
             position: position_key(d.position),
-            rule: d.rule.clone(),
-            offset: self.written,
+            rule,
             len: self.line.len() as u32,
+            offset: self.written,
         });
         self.written += self.line.len() as u64;
-        let t = &mut self.tally;
-        t.total += 1;
-        *t.by_level.entry(d.rule.level).or_default() += 1;
-        *t.by_rule.entry((d.rule.title.clone(), d.rule.id.clone(), d.rule.level)).or_default() += 1;
+        if let Some(c) = self.rule_counts.get_mut(rule as usize) {
+            *c += 1;
+        }
         let host = d.host.as_deref().unwrap_or("-");
-        match t.by_host.get_mut(host) {
+        match self.by_host.get_mut(host) {
             Some(c) => *c += 1,
             None => {
-                t.by_host.insert(host.to_owned(), 1);
+                self.by_host.insert(host.to_owned(), 1);
             }
         }
         Ok(())
     }
 
-    /// Reads the detections back in timeline order, as raw JSON records.
+    /// Reads the detections back in timeline order (time, none last; source; position; rule
+    /// id), as JSON records.
     pub fn for_each_sorted(mut self, mut f: impl FnMut(&[u8]) -> io::Result<()>) -> io::Result<()> {
         self.file.flush()?;
-        self.keys.sort_by(|a, b| {
-            (a.timestamp.is_none(), a.timestamp, &a.source, a.position, &a.rule.id).cmp(&(
-                b.timestamp.is_none(),
-                b.timestamp,
-                &b.source,
-                b.position,
-                &b.rule.id,
-            ))
-        });
-        let file = self.file.get_mut();
-        let mut buf = Vec::new();
+        // Sort by the ranks of the source names and rule ids, which order as the strings do.
+        let source_rank = ranks(&self.sources, |s| &**s);
+        let rule_rank = ranks(&self.rules, |r| r.id.as_str());
+        let rank = |ranks: &[u32], i: u32| ranks.get(i as usize).copied().unwrap_or(u32::MAX);
+        self.keys.sort_by_key(|k| (k.time, rank(&source_rank, k.source), k.position, rank(&rule_rank, k.rule)));
+        let mut blocks = BlockCache::new(self.file.get_mut(), self.written);
+        let mut record = Vec::new();
+        let mut line = Vec::new();
         for k in &self.keys {
-            buf.resize(k.len as usize, 0);
-            file.seek(SeekFrom::Start(k.offset))?;
-            file.read_exact(&mut buf)?;
-            f(&buf)?;
+            let raw = blocks.read(k.offset, k.len as usize, &mut record)?;
+            let (Some(rule), Some(source)) = (self.rules.get(k.rule as usize), self.sources.get(k.source as usize))
+            else {
+                continue;
+            };
+            let stored = decode(raw).ok_or_else(|| io::Error::other("detection store: a damaged record"))?;
+            let timestamp = join_time(k.time).map(|t| t.to_string());
+            let position = match stored.position_kind {
+                0 => Position::Line(k.position.0),
+                1 => Position::Offset(k.position.0),
+                _ => Position::EvtxRecord { record_id: k.position.1, chunk_offset: k.position.0 },
+            };
+            let r = RecordRef {
+                timestamp,
+                rule_id: &rule.id,
+                rule_title: &rule.title,
+                level: rule.level.as_str(),
+                engine: engine_name(rule.engine),
+                tags: &rule.tags,
+                rule_path: &rule.path,
+                host: stored.host,
+                source,
+                position: position.to_string(),
+                fields: &stored.fields,
+            };
+            line.clear();
+            serde_json::to_writer(&mut line, &r).map_err(io::Error::other)?;
+            f(&line)?;
         }
         Ok(())
     }
 }
 
+const NO_TIME: (i64, u64) = (i64::MAX, u64::MAX);
+
+fn split_time(t: Option<jiff::Timestamp>) -> (i64, u64) {
+    match t {
+        Some(t) => {
+            let n = t.as_nanosecond();
+            ((n >> 64) as i64, n as u64)
+        }
+        None => NO_TIME,
+    }
+}
+
+fn join_time(t: (i64, u64)) -> Option<jiff::Timestamp> {
+    if t == NO_TIME {
+        return None;
+    }
+    jiff::Timestamp::from_nanosecond((i128::from(t.0) << 64) | i128::from(t.1)).ok()
+}
+
+/// For each item, the rank of its name among all names (equal names share a rank).
+fn ranks<T>(items: &[T], name: impl Fn(&T) -> &str) -> Vec<u32> {
+    let mut order: Vec<u32> = (0..items.len() as u32).collect();
+    order.sort_by(|&a, &b| name(&items[a as usize]).cmp(name(&items[b as usize])));
+    let mut out = vec![0; items.len()];
+    let mut rank = 0;
+    for (n, &i) in order.iter().enumerate() {
+        if n > 0 && name(&items[order[n - 1] as usize]) != name(&items[i as usize]) {
+            rank = n as u32;
+        }
+        out[i as usize] = rank;
+    }
+    out
+}
+
+/// The part of a detection only it knows, as stored: the kind of position, the host and the
+/// key fields, each string with its length before it.
+fn encode(out: &mut Vec<u8>, d: &Detection) {
+    out.push(match d.position {
+        Position::Line(_) => 0,
+        Position::Offset(_) => 1,
+        Position::EvtxRecord { .. } => 2,
+    });
+    match &d.host {
+        Some(h) => {
+            out.push(1);
+            put_str(out, h);
+        }
+        None => out.push(0),
+    }
+    out.extend_from_slice(&(d.fields.len() as u32).to_le_bytes());
+    for (k, v) in &d.fields {
+        put_str(out, k);
+        put_str(out, v);
+    }
+}
+
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    out.extend_from_slice(&(s.len() as u32).to_le_bytes());
+    out.extend_from_slice(s.as_bytes());
+}
+
+struct Stored<'a> {
+    position_kind: u8,
+    host: Option<&'a str>,
+    fields: Vec<(&'a str, &'a str)>,
+}
+
+fn decode(mut raw: &[u8]) -> Option<Stored<'_>> {
+    let position_kind = take_u8(&mut raw)?;
+    let host = match take_u8(&mut raw)? {
+        0 => None,
+        _ => Some(take_str(&mut raw)?),
+    };
+    let n = take_u32(&mut raw)?;
+    let mut fields = Vec::with_capacity(n.min(64) as usize);
+    for _ in 0..n {
+        fields.push((take_str(&mut raw)?, take_str(&mut raw)?));
+    }
+    Some(Stored { position_kind, host, fields })
+}
+
+fn take_u8(raw: &mut &[u8]) -> Option<u8> {
+    let (&b, rest) = raw.split_first()?;
+    *raw = rest;
+    Some(b)
+}
+
+fn take_u32(raw: &mut &[u8]) -> Option<u32> {
+    let (head, rest) = raw.split_first_chunk::<4>()?;
+    *raw = rest;
+    Some(u32::from_le_bytes(*head))
+}
+
+fn take_str<'a>(raw: &mut &'a [u8]) -> Option<&'a str> {
+    let n = take_u32(raw)? as usize;
+    if raw.len() < n {
+        return None;
+    }
+    let (s, rest) = raw.split_at(n);
+    *raw = rest;
+    std::str::from_utf8(s).ok()
+}
+
+/// Reads records back by offset through a few cached blocks of the file.
+struct BlockCache<'f> {
+    file: &'f mut File,
+    /// The file's length.
+    end: u64,
+    /// (block number, bytes, last use)
+    blocks: Vec<(u64, Vec<u8>, u64)>,
+    clock: u64,
+}
+
+impl<'f> BlockCache<'f> {
+    fn new(file: &'f mut File, end: u64) -> Self {
+        BlockCache { file, end, blocks: Vec::new(), clock: 0 }
+    }
+
+    /// The `len` bytes at `offset`: from a cached block when the record lies within one,
+    /// else read into `spill`.
+    fn read<'a>(&'a mut self, offset: u64, len: usize, spill: &'a mut Vec<u8>) -> io::Result<&'a [u8]> {
+        let block = offset / BLOCK as u64;
+        let start = (offset % BLOCK as u64) as usize;
+        if start + len > BLOCK {
+            spill.resize(len, 0);
+            read_at(self.file, offset, spill)?;
+            return Ok(spill);
+        }
+        self.clock += 1;
+        let slot = match self.blocks.iter().position(|(b, _, _)| *b == block) {
+            Some(i) => i,
+            None => {
+                let i = if self.blocks.len() < BLOCKS {
+                    self.blocks.push((block, Vec::new(), 0));
+                    self.blocks.len() - 1
+                } else {
+                    self.blocks.iter().enumerate().min_by_key(|(_, (_, _, used))| *used).map_or(0, |(i, _)| i)
+                };
+                let want = (BLOCK as u64).min(self.end.saturating_sub(block * BLOCK as u64)) as usize;
+                let (b, bytes, _) = &mut self.blocks[i];
+                *b = block;
+                bytes.resize(want, 0);
+                read_at(self.file, block * BLOCK as u64, bytes)?;
+                i
+            }
+        };
+        let (_, bytes, used) = &mut self.blocks[slot];
+        *used = self.clock;
+        bytes
+            .get(start..start + len)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::UnexpectedEof, "detection store: record past the end"))
+    }
+}
+
+#[cfg(unix)]
+fn read_at(file: &mut File, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+    std::os::unix::fs::FileExt::read_exact_at(file, buf, offset)
+}
+
+#[cfg(not(unix))]
+fn read_at(file: &mut File, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+    use std::io::{Read, Seek, SeekFrom};
+    file.seek(SeekFrom::Start(offset))?;
+    file.read_exact(buf)
+}
+
 impl Drop for DetectionStore {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nigehban_detect::Engine;
+
+    fn rule(id: &str) -> Arc<RuleInfo> {
+        Arc::new(RuleInfo {
+            engine: Engine::Sigma,
+            id: id.into(),
+            title: format!("title {id}"),
+            level: Level::High,
+            tags: vec!["attack.t1".into()],
+            path: format!("{id}.yml"),
+            key_fields: Vec::new(),
+        })
+    }
+
+    fn detection(rule: &Arc<RuleInfo>, source: &str, t: Option<i64>, record: u64, host: Option<&str>) -> Detection {
+        Detection {
+            rule: rule.clone(),
+            timestamp: t.map(|s| jiff::Timestamp::new(s, if s < 0 { -5 } else { 5 }).unwrap()),
+            host: host.map(Into::into),
+            source: source.into(),
+            position: Position::EvtxRecord { record_id: record, chunk_offset: 4096 },
+            fields: vec![("EventID".into(), "4688".into()), ("CommandLine".into(), "x \"y\" é".into())],
+        }
+    }
+
+    #[test]
+    fn records_come_back_in_timeline_order_as_written() {
+        let (a, b) = (rule("b-rule"), rule("a-rule"));
+        let ds = [
+            detection(&a, "s2", Some(10), 1, Some("H1")),
+            detection(&b, "s1", None, 2, None),
+            detection(&b, "s2", Some(10), 1, Some("H1")),
+            detection(&a, "s1", Some(10), 7, Some("H2")),
+            detection(&a, "s1", Some(3), 9, Some("H2")),
+            detection(&a, "s1", Some(-3), 9, Some("H2")),
+        ];
+        let mut store = DetectionStore::new().unwrap();
+        for d in &ds {
+            store.push(d).unwrap();
+        }
+        let tally = store.tally();
+        assert_eq!(tally.total, 6);
+        assert_eq!(tally.by_level.get(&Level::High), Some(&6));
+        assert_eq!(tally.by_rule.get(&("title a-rule".into(), "a-rule".into(), Level::High)), Some(&2));
+        assert_eq!(tally.by_host.get("-"), Some(&1));
+        let mut out = Vec::new();
+        store
+            .for_each_sorted(|raw| {
+                out.push(String::from_utf8(raw.to_vec()).unwrap());
+                Ok(())
+            })
+            .unwrap();
+        let expected: Vec<String> = [&ds[5], &ds[4], &ds[3], &ds[2], &ds[0], &ds[1]]
+            .iter()
+            .map(|d| serde_json::to_string(&Record::from_detection(d)).unwrap())
+            .collect();
+        assert_eq!(out, expected);
+    }
+
+    #[test]
+    fn many_records_across_blocks() {
+        let r = rule("r");
+        let mut store = DetectionStore::new().unwrap();
+        let long = "v".repeat(BLOCK + 10);
+        let mut ds = Vec::new();
+        for i in 0..3000u64 {
+            let mut d = detection(&r, &format!("s{}", i % 40), Some((i % 97) as i64), i, Some("h"));
+            if i % 1000 == 0 {
+                d.fields.push(("long".into(), long.clone()));
+            }
+            store.push(&d).unwrap();
+            ds.push(d);
+        }
+        let mut n = 0;
+        let mut last = None;
+        store
+            .for_each_sorted(|raw| {
+                let rec: Record = serde_json::from_slice(raw).unwrap();
+                let key = (rec.timestamp.clone(), rec.source.clone());
+                assert!(last.as_ref().is_none_or(|l| *l <= key));
+                last = Some(key);
+                n += 1;
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(n, 3000);
     }
 }

@@ -181,7 +181,7 @@ pub fn run(args: HuntArgs) -> anyhow::Result<ExitCode> {
         bar.finish_and_clear();
     }
     let (store, stats) = result.context("keeping detections in a temporary file")?;
-    let tally = store.tally().clone();
+    let tally = store.tally();
 
     match &args.output {
         Some(path) => {
