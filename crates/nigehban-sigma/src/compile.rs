@@ -6,6 +6,7 @@
 //! compares lowercased needles with the event's precomputed lowercase text.
 
 use std::net::IpAddr;
+use std::sync::OnceLock;
 
 use ipnet::IpNet;
 use memchr::memmem;
@@ -45,7 +46,9 @@ pub enum Matcher {
     Str {
         kind: StrKind,
         needle: Box<str>,
-        finder: Option<Box<memmem::Finder<'static>>>,
+        /// For `contains`: the substring finder, built on first use (most rules never meet
+        /// an event they could match, and a finder costs some hundred bytes).
+        finder: OnceLock<Box<memmem::Finder<'static>>>,
         cased: bool,
         /// For an exact needle that is an integer in canonical form: compared with integer
         /// values directly, without printing them.
@@ -386,11 +389,14 @@ fn value_matches(m: &Matcher, value: Option<&Value>, event: &Event) -> bool {
     }
 }
 
-fn str_test(kind: StrKind, hay: &str, needle: &str, finder: Option<&memmem::Finder<'_>>) -> bool {
+fn str_test(kind: StrKind, hay: &str, needle: &str, finder: Option<&OnceLock<Box<memmem::Finder<'static>>>>) -> bool {
     match kind {
         StrKind::Exact => hay == needle,
         StrKind::Contains => match finder {
-            Some(f) => f.find(hay.as_bytes()).is_some(),
+            Some(f) => f
+                .get_or_init(|| Box::new(memmem::Finder::new(needle.as_bytes()).into_owned()))
+                .find(hay.as_bytes())
+                .is_some(),
             None => hay.contains(needle),
         },
         StrKind::StartsWith => hay.starts_with(needle),
@@ -405,7 +411,7 @@ fn scalar_matches(m: &Matcher, v: &Value, event: &Event) -> bool {
         Matcher::Str { kind: StrKind::Exact, int: None, .. } if matches!(v, Value::Int(_)) => false,
         Matcher::Str { kind, needle, finder, cased, .. } => {
             let text = if *cased { v.as_text() } else { v.as_lower_text() };
-            text.is_some_and(|t| str_test(*kind, &t, needle, finder.as_deref()))
+            text.is_some_and(|t| str_test(*kind, &t, needle, Some(finder)))
         }
         Matcher::Glob { glob, cased, .. } => {
             let text = if *cased { v.as_text() } else { v.as_lower_text() };
@@ -699,7 +705,7 @@ pub fn string_matcher(s: &SigmaString, cased: bool) -> Result<Matcher, String> {
     let n = s.parts.len();
     let simple = |kind: StrKind, needle: &str| {
         let needle = fold(needle);
-        let finder = (kind == StrKind::Contains).then(|| Box::new(memmem::Finder::new(needle.as_bytes()).into_owned()));
+        let finder = OnceLock::new();
         let int =
             (kind == StrKind::Exact).then(|| needle.parse::<i64>().ok().filter(|n| n.to_string() == needle)).flatten();
         Matcher::Str { kind, needle: needle.into(), finder, cased, int }

@@ -6,9 +6,9 @@
 //! rules for that event's source, not with the whole rule set.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use aho_corasick::automaton::Automaton as _;
 use aho_corasick::{Anchored, MatchKind};
 use nigehban_event::{Event, FieldKey, Product, Value};
 
@@ -232,7 +232,7 @@ impl RuleSetBuilder {
             needles,
             by_channel: channels,
             by_product: products,
-            automata: AutomatonCache::default(),
+            automata: Automata::default(),
             correlations,
             report: self.report,
         }
@@ -278,6 +278,8 @@ struct Plan {
     always: Box<[u64]>,
     fields: Box<[FieldScan]>,
     anywhere: Option<Scanner>,
+    /// Events that met the bucket, counted up to [`BUSY_BUCKET`].
+    events: AtomicU32,
 }
 
 struct FieldScan {
@@ -289,7 +291,7 @@ struct FieldScan {
 }
 
 impl Plan {
-    fn build(variants: &[u32], needles: &[Needles], cache: &AutomatonCache) -> Plan {
+    fn build(variants: &[u32], needles: &[Needles], automata: &Automata) -> Plan {
         let mut always = vec![0u64; variants.len().div_ceil(64)];
         // Literal → the bucket positions of the variants that need it, per field; and the
         // variants that need the field's presence.
@@ -321,17 +323,24 @@ impl Plan {
             .map(|(name, (literals, present))| FieldScan {
                 key: FieldKey::new(name),
                 present: present.into(),
-                scanner: (!literals.is_empty()).then(|| Scanner::build(literals, cache)),
+                scanner: (!literals.is_empty()).then(|| Scanner::build(literals, automata)),
             })
             .collect();
         scans.sort_by(|a, b| a.key.name().cmp(b.key.name()));
-        let anywhere = (!anywhere.is_empty()).then(|| Scanner::build(anywhere, cache));
-        Plan { always: always.into(), fields: scans.into(), anywhere }
+        let anywhere = (!anywhere.is_empty()).then(|| Scanner::build(anywhere, automata));
+        Plan { always: always.into(), fields: scans.into(), anywhere, events: AtomicU32::new(0) }
     }
 
     /// Marks in `possible` the bucket positions of the variants one of whose literals
     /// occurs where it must.
-    fn scan(&self, event: &Event, possible: &mut [u64]) {
+    fn scan(&self, event: &Event, possible: &mut [u64], automata: &Automata) {
+        if self.events.load(Ordering::Relaxed) < BUSY_BUCKET
+            && self.events.fetch_add(1, Ordering::Relaxed) + 1 == BUSY_BUCKET
+        {
+            for s in self.fields.iter().filter_map(|f| f.scanner.as_ref()).chain(&self.anywhere) {
+                s.automaton.promote(automata);
+            }
+        }
         for f in self.fields.iter() {
             let Some(value) = event.lookup(&f.key) else { continue };
             if !value.is_null() {
@@ -359,14 +368,22 @@ impl Plan {
     }
 }
 
-/// Automata above this size are kept as a (slower, smaller) contiguous NFA instead of a DFA.
-const MAX_DFA_BYTES: usize = 4 << 20;
+/// A bucket's automata are made DFAs once this many events have met it: a DFA is several
+/// times faster than the contiguous NFA, but larger and slower to build.
+const BUSY_BUCKET: u32 = 256;
+/// No DFA larger than this is built (the process-creation command-line literals would take
+/// some 40 MB).
+const MAX_DFA_BYTES: usize = 8 << 20;
+/// The memory all DFAs together may take.
+const DFA_BUDGET: usize = 16 << 20;
 
-enum Automaton {
-    Dfa(aho_corasick::dfa::DFA),
-    Nfa(aho_corasick::nfa::contiguous::NFA),
-    /// No automaton could be built (too many states): every target is always marked.
-    None,
+/// An automaton over some literals: a contiguous NFA, and a DFA once a busy bucket uses it.
+struct Automaton {
+    patterns: Literals,
+    /// `None` only if no automaton could be built (too many states): every literal is then
+    /// taken as found.
+    nfa: Option<aho_corasick::nfa::contiguous::NFA>,
+    dfa: OnceLock<Option<aho_corasick::dfa::DFA>>,
 }
 
 /// An automaton over some literals, and for each literal the bucket positions of the
@@ -376,60 +393,105 @@ struct Scanner {
     targets: Box<[Box<[u32]>]>,
 }
 
-/// Automata by the (sorted) literals they look for.
-type AutomatonCache = Mutex<HashMap<Box<[Box<str>]>, Arc<Automaton>>>;
+/// Sorted literals.
+type Literals = Box<[Box<str>]>;
+
+/// Automata by the (sorted) literals they look for, and the memory their DFAs take.
+#[derive(Default)]
+struct Automata {
+    by_literals: Mutex<HashMap<Literals, Arc<Automaton>>>,
+    dfa_bytes: AtomicUsize,
+}
 
 impl Scanner {
-    fn build(literals: HashMap<&str, Vec<u32>>, cache: &AutomatonCache) -> Scanner {
+    fn build(literals: HashMap<&str, Vec<u32>>, automata: &Automata) -> Scanner {
         let mut literals: Vec<(&str, Vec<u32>)> = literals.into_iter().collect();
         literals.sort_unstable();
-        let patterns: Box<[Box<str>]> = literals.iter().map(|(l, _)| Box::from(*l)).collect();
+        let patterns: Literals = literals.iter().map(|(l, _)| Box::from(*l)).collect();
         let targets = literals.into_iter().map(|(_, t)| t.into_boxed_slice()).collect();
-        if let Ok(cache) = cache.lock()
+        if let Ok(cache) = automata.by_literals.lock()
             && let Some(a) = cache.get(&patterns)
         {
             return Scanner { automaton: a.clone(), targets };
         }
-        let automaton = Arc::new(Automaton::build(&patterns));
-        if let Ok(mut cache) = cache.lock() {
+        let automaton = Arc::new(Automaton::build(patterns.clone()));
+        if let Ok(mut cache) = automata.by_literals.lock() {
             cache.insert(patterns, automaton.clone());
         }
         Scanner { automaton, targets }
     }
 
     fn scan(&self, text: &[u8], possible: &mut [u64]) {
-        match &*self.automaton {
-            Automaton::Dfa(a) => run(a, &self.targets, text, possible),
-            Automaton::Nfa(a) => run(a, &self.targets, text, possible),
-            Automaton::None => {
-                for t in self.targets.iter() {
-                    mark(t, possible);
-                }
+        let a = &*self.automaton;
+        if let Some(Some(dfa)) = a.dfa.get() {
+            run(dfa, &self.targets, text, possible);
+        } else if let Some(nfa) = &a.nfa {
+            run(nfa, &self.targets, text, possible);
+        } else {
+            for t in self.targets.iter() {
+                mark(t, possible);
             }
         }
     }
 }
 
 impl Automaton {
-    fn build(patterns: &[Box<str>]) -> Automaton {
-        let dfa = aho_corasick::dfa::Builder::new()
+    fn build(patterns: Literals) -> Automaton {
+        let nfa = aho_corasick::nfa::contiguous::Builder::new()
             .match_kind(MatchKind::Standard)
             .prefilter(false)
             .build(patterns.iter().map(|p| p.as_bytes()))
-            .ok()
-            .filter(|d| d.memory_usage() <= MAX_DFA_BYTES);
-        match dfa {
-            Some(d) => Automaton::Dfa(d),
-            None => match aho_corasick::nfa::contiguous::Builder::new()
+            .ok();
+        Automaton { patterns, nfa, dfa: OnceLock::new() }
+    }
+
+    /// Builds the DFA, if it fits in what is left of the budget.
+    fn promote(&self, automata: &Automata) {
+        use aho_corasick::automaton::Automaton as _;
+        if self.dfa.get().is_some() || self.nfa.is_none() {
+            return;
+        }
+        self.dfa.get_or_init(|| {
+            let bound = dfa_size_bound(&self.patterns);
+            let reserved = bound <= MAX_DFA_BYTES
+                && automata
+                    .dfa_bytes
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |used| {
+                        (used + bound <= DFA_BUDGET).then_some(used + bound)
+                    })
+                    .is_ok();
+            if !reserved {
+                return None;
+            }
+            let dfa = aho_corasick::dfa::Builder::new()
                 .match_kind(MatchKind::Standard)
                 .prefilter(false)
-                .build(patterns.iter().map(|p| p.as_bytes()))
-            {
-                Ok(n) => Automaton::Nfa(n),
-                Err(_) => Automaton::None,
-            },
+                .build(self.patterns.iter().map(|p| p.as_bytes()))
+                .ok();
+            // Keep the actual size, not the bound, in the budget.
+            let actual = dfa.as_ref().map_or(0, |d| d.memory_usage());
+            automata.dfa_bytes.fetch_sub(bound.saturating_sub(actual), Ordering::Relaxed);
+            dfa
+        });
+    }
+}
+
+/// An upper bound of the size of the DFA over `patterns`, without building it: at most one
+/// state per pattern byte (and two more), each with a transition (4 bytes) per byte class and
+/// one for the end of input, rounded up to a power of two; at most one byte class per
+/// distinct byte, plus one for the others; and the lists of literals each state matches.
+fn dfa_size_bound(patterns: &[Box<str>]) -> usize {
+    let mut seen = [false; 256];
+    let mut bytes = 0usize;
+    for p in patterns {
+        bytes += p.len();
+        for &b in p.as_bytes() {
+            seen[b as usize] = true;
         }
     }
+    let stride = (seen.iter().filter(|s| **s).count() + 2).next_power_of_two();
+    let states = bytes + 3;
+    states.saturating_mul(stride).saturating_mul(4).saturating_add(bytes.saturating_mul(8))
 }
 
 /// An overlapping search: every literal that ends at every position marks its variants.
@@ -469,7 +531,7 @@ pub struct RuleSet {
     by_channel: HashMap<Box<str>, ChannelBuckets>,
     /// Per product (in [`PRODUCTS`] order): for events not taken by a channel.
     by_product: [Bucket; 4],
-    automata: AutomatonCache,
+    automata: Automata,
     correlations: Vec<(LoadedRule, CorrelationRule)>,
     report: LoadReport,
 }
@@ -544,7 +606,7 @@ impl RuleSet {
             };
             possible.clear();
             possible.extend_from_slice(&plan.always);
-            plan.scan(event, possible);
+            plan.scan(event, possible, &self.automata);
             let start = out.len();
             for (k, &word) in possible.iter().enumerate() {
                 let mut w = word;
