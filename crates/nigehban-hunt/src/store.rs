@@ -13,6 +13,7 @@ use std::sync::Arc;
 use nigehban_detect::{Detection, RuleInfo};
 use nigehban_event::Position;
 use nigehban_sigma::Level;
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 /// One detection as written out (JSON and JSON lines formats use it as is).
@@ -238,40 +239,77 @@ impl DetectionStore {
         let rank = |ranks: &[u32], i: u32| ranks.get(i as usize).copied().unwrap_or(u32::MAX);
         self.keys.sort_by_key(|k| (k.time, rank(&source_rank, k.source), k.position, rank(&rule_rank, k.rule)));
         let mut blocks = BlockCache::new(self.file.get_mut(), self.written);
+        // Records are read in order, rendered as JSON on every thread, then passed on in order.
+        let mut raw = Vec::new();
+        let mut spans = Vec::new();
         let mut record = Vec::new();
-        let mut line = Vec::new();
-        for k in &self.keys {
-            let raw = blocks.read(k.offset, k.len as usize, &mut record)?;
-            let (Some(rule), Some(source)) = (self.rules.get(k.rule as usize), self.sources.get(k.source as usize))
-            else {
-                continue;
-            };
-            let stored = decode(raw).ok_or_else(|| io::Error::other("detection store: a damaged record"))?;
-            let timestamp = join_time(k.time).map(|t| t.to_string());
-            let position = match stored.position_kind {
-                0 => Position::Line(k.position.0),
-                1 => Position::Offset(k.position.0),
-                _ => Position::EvtxRecord { record_id: k.position.1, chunk_offset: k.position.0 },
-            };
-            let r = RecordRef {
-                timestamp,
-                rule_id: &rule.id,
-                rule_title: &rule.title,
-                level: rule.level.as_str(),
-                engine: engine_name(rule.engine),
-                tags: &rule.tags,
-                rule_path: &rule.path,
-                host: stored.host,
-                source,
-                position: position.to_string(),
-                fields: &stored.fields,
-            };
-            line.clear();
-            serde_json::to_writer(&mut line, &r).map_err(io::Error::other)?;
-            f(&line)?;
+        for window in self.keys.chunks(RENDER_WINDOW) {
+            raw.clear();
+            spans.clear();
+            for k in window {
+                let start = raw.len();
+                raw.extend_from_slice(blocks.read(k.offset, k.len as usize, &mut record)?);
+                spans.push(start..raw.len());
+            }
+            let (rules, sources, raw) = (&self.rules, &self.sources, &raw);
+            let rendered: Vec<io::Result<(Vec<u8>, Vec<usize>)>> = window
+                .par_chunks(RENDER_CHUNK)
+                .zip(spans.par_chunks(RENDER_CHUNK))
+                .map(|(keys, spans)| {
+                    let mut out = Vec::new();
+                    let mut ends = Vec::with_capacity(keys.len());
+                    for (k, span) in keys.iter().zip(spans) {
+                        render(k, &raw[span.clone()], rules, sources, &mut out)?;
+                        ends.push(out.len());
+                    }
+                    Ok((out, ends))
+                })
+                .collect();
+            for part in rendered {
+                let (out, ends) = part?;
+                let mut start = 0;
+                for end in ends {
+                    if end > start {
+                        f(&out[start..end])?;
+                    }
+                    start = end;
+                }
+            }
         }
         Ok(())
     }
+}
+
+/// Records read back and rendered together, and per rendering task.
+const RENDER_WINDOW: usize = 4096;
+const RENDER_CHUNK: usize = 1024;
+
+/// Appends the JSON record of one stored detection to `out` (nothing if its rule or source is
+/// unknown, which a store it wrote itself never has).
+fn render(k: &Key, raw: &[u8], rules: &[Arc<RuleInfo>], sources: &[Arc<str>], out: &mut Vec<u8>) -> io::Result<()> {
+    let (Some(rule), Some(source)) = (rules.get(k.rule as usize), sources.get(k.source as usize)) else {
+        return Ok(());
+    };
+    let stored = decode(raw).ok_or_else(|| io::Error::other("detection store: a damaged record"))?;
+    let position = match stored.position_kind {
+        0 => Position::Line(k.position.0),
+        1 => Position::Offset(k.position.0),
+        _ => Position::EvtxRecord { record_id: k.position.1, chunk_offset: k.position.0 },
+    };
+    let r = RecordRef {
+        timestamp: join_time(k.time).map(|t| t.to_string()),
+        rule_id: &rule.id,
+        rule_title: &rule.title,
+        level: rule.level.as_str(),
+        engine: engine_name(rule.engine),
+        tags: &rule.tags,
+        rule_path: &rule.path,
+        host: stored.host,
+        source,
+        position: position.to_string(),
+        fields: &stored.fields,
+    };
+    serde_json::to_writer(&mut *out, &r).map_err(io::Error::other)
 }
 
 const NO_TIME: (i64, u64) = (i64::MAX, u64::MAX);
@@ -514,9 +552,9 @@ mod tests {
         let mut store = DetectionStore::new().unwrap();
         let long = "v".repeat(BLOCK + 10);
         let mut ds = Vec::new();
-        for i in 0..3000u64 {
+        for i in 0..9000u64 {
             let mut d = detection(&r, &format!("s{}", i % 40), Some((i % 97) as i64), i, Some("h"));
-            if i % 1000 == 0 {
+            if i % 3000 == 0 {
                 d.fields.push(("long".into(), long.clone()));
             }
             store.push(&d).unwrap();
@@ -534,6 +572,6 @@ mod tests {
                 Ok(())
             })
             .unwrap();
-        assert_eq!(n, 3000);
+        assert_eq!(n, 9000);
     }
 }
