@@ -375,7 +375,7 @@ const BUSY_BUCKET: u32 = 256;
 /// some 40 MB).
 const MAX_DFA_BYTES: usize = 8 << 20;
 /// The memory all DFAs together may take.
-const DFA_BUDGET: usize = 16 << 20;
+const DFA_BUDGET: usize = 8 << 20;
 
 /// An automaton over some literals: a contiguous NFA, and a DFA once a busy bucket uses it.
 struct Automaton {
