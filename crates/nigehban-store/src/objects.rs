@@ -101,16 +101,16 @@ struct ObjectRow {
     version: i64,
 }
 
+/// A row of the recipients (`r`), assignees (`a`) or shares (`s`) of objects: `who` is the
+/// user, or the sharing CERT.
 #[derive(sqlx::FromRow)]
-struct ShareRow {
+struct MarkingRow {
+    what: String,
     object_id: Uuid,
-    by_org: Uuid,
-    target: String,
+    who: Uuid,
+    target: Option<String>,
     target_org: Option<Uuid>,
 }
-
-/// (object, user) rows of the recipient and assignee tables.
-type Pair = (Uuid, Uuid);
 
 const OBJECT_COLUMNS: &str =
     "o.id, o.kind, o.owner_org, o.tlp, o.title, o.body, o.created_by, o.created_at, o.updated_at, o.version";
@@ -243,46 +243,42 @@ impl Store {
             return Ok(());
         }
         let ids: Vec<Uuid> = objects.iter().map(|o| o.id).collect();
-        let (recipients, assignees, shares): (Vec<Pair>, Vec<Pair>, Vec<ShareRow>) = on_read!(self, pool => {
-            let mut qb = sqlx::QueryBuilder::new("SELECT object_id, user_id FROM object_recipients WHERE object_id IN (");
-            let mut sep = qb.separated(", ");
-            for id in &ids { sep.push_bind(*id); }
-            qb.push(")");
-            let recipients = qb.build_query_as().fetch_all(pool).await?;
-            let mut qb = sqlx::QueryBuilder::new("SELECT object_id, user_id FROM object_assignees WHERE object_id IN (");
-            let mut sep = qb.separated(", ");
-            for id in &ids { sep.push_bind(*id); }
-            qb.push(")");
-            let assignees = qb.build_query_as().fetch_all(pool).await?;
+        // One query for the three tables (each query is a round trip to a connection's thread).
+        let rows: Vec<MarkingRow> = on_read!(self, pool => {
             let mut qb = sqlx::QueryBuilder::new(
-                "SELECT object_id, by_org, target, target_org FROM object_shares WHERE object_id IN (",
+                "SELECT 'r' AS what, object_id, user_id AS who, CAST(NULL AS TEXT) AS target, \
+                 CAST(NULL AS UUID) AS target_org, 0 AS created_at FROM object_recipients WHERE object_id IN (",
             );
             let mut sep = qb.separated(", ");
             for id in &ids { sep.push_bind(*id); }
-            qb.push(") ORDER BY created_at");
-            let shares = qb.build_query_as().fetch_all(pool).await?;
-            (recipients, assignees, shares)
+            qb.push(") UNION ALL SELECT 'a', object_id, user_id, CAST(NULL AS TEXT), CAST(NULL AS UUID), 0 \
+                      FROM object_assignees WHERE object_id IN (");
+            let mut sep = qb.separated(", ");
+            for id in &ids { sep.push_bind(*id); }
+            qb.push(") UNION ALL SELECT 's', object_id, by_org, target, target_org, created_at \
+                      FROM object_shares WHERE object_id IN (");
+            let mut sep = qb.separated(", ");
+            for id in &ids { sep.push_bind(*id); }
+            qb.push(") ORDER BY created_at, who");
+            qb.build_query_as().fetch_all(pool).await?
         });
         let index: HashMap<Uuid, usize> = objects.iter().enumerate().map(|(i, o)| (o.id, i)).collect();
-        for (o, u) in recipients {
-            if let Some(i) = index.get(&o) {
-                objects[*i].recipients.push(u);
-            }
-        }
-        for (o, u) in assignees {
-            if let Some(i) = index.get(&o) {
-                objects[*i].assignees.push(u);
-            }
-        }
-        for s in shares {
-            let target = match (s.target.as_str(), s.target_org) {
-                ("org", Some(o)) => ShareTarget::Org(o),
-                ("community", _) => ShareTarget::Community,
-                ("public", _) => ShareTarget::Public,
-                (other, _) => return Err(StoreError::Corrupt(format!("share of {}: target {other:?}", s.object_id))),
-            };
-            if let Some(i) = index.get(&s.object_id) {
-                objects[*i].shares.push(Share { by: s.by_org, target });
+        for r in rows {
+            let Some(i) = index.get(&r.object_id) else { continue };
+            match r.what.as_str() {
+                "r" => objects[*i].recipients.push(r.who),
+                "a" => objects[*i].assignees.push(r.who),
+                _ => {
+                    let target = match (r.target.as_deref(), r.target_org) {
+                        (Some("org"), Some(o)) => ShareTarget::Org(o),
+                        (Some("community"), _) => ShareTarget::Community,
+                        (Some("public"), _) => ShareTarget::Public,
+                        (other, _) => {
+                            return Err(StoreError::Corrupt(format!("share of {}: target {other:?}", r.object_id)));
+                        }
+                    };
+                    objects[*i].shares.push(Share { by: r.who, target });
+                }
             }
         }
         Ok(())
