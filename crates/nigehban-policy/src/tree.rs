@@ -112,6 +112,8 @@ pub enum TreeError {
     Duplicate(OrgId),
     #[error("organisation {org} names parent {parent}, which is not in the tree")]
     UnknownParent { org: OrgId, parent: OrgId },
+    #[error("{kind} {org} needs a parent CERT (reports flow up through it)")]
+    NoParent { org: OrgId, kind: OrgKind },
     #[error("{kind} {org} cannot have parent {parent} ({parent_kind}): {rule}")]
     BadParent { org: OrgId, kind: OrgKind, parent: OrgId, parent_kind: OrgKind, rule: &'static str },
 }
@@ -157,6 +159,14 @@ impl Tree {
                         return Err(bad("an organisation's parents are a provincial and/or a sectoral CERT"));
                     }
                 }
+            }
+            let orphan = match n.kind {
+                OrgKind::Organisation => provincial + sectoral == 0,
+                OrgKind::ProvincialCert | OrgKind::SectoralCert => n.parents.is_empty(),
+                OrgKind::National | OrgKind::AuditFirm => false,
+            };
+            if orphan {
+                return Err(TreeError::NoParent { org: n.id, kind: n.kind });
             }
             if provincial > 1 || sectoral > 1 {
                 return Err(TreeError::BadParent {
@@ -305,6 +315,14 @@ mod tests {
         assert!(matches!(
             Tree::new([n(1, OrgKind::National, vec![]), n(5, OrgKind::Organisation, vec![id(9)])]),
             Err(TreeError::UnknownParent { .. })
+        ));
+        assert!(matches!(
+            Tree::new([n(1, OrgKind::National, vec![]), n(5, OrgKind::Organisation, vec![])]),
+            Err(TreeError::NoParent { .. })
+        ));
+        assert!(matches!(
+            Tree::new([n(1, OrgKind::National, vec![]), n(2, OrgKind::SectoralCert, vec![])]),
+            Err(TreeError::NoParent { .. })
         ));
     }
 }

@@ -138,7 +138,7 @@ impl Store {
         }
         let org = self.org(new.org).await?.ok_or(StoreError::Invalid("organisation: no such organisation".into()))?;
         if !new.role.fits(org.kind) {
-            return Err(StoreError::Invalid(format!("role {} does not fit a {} ({})", new.role, org.kind, org.name)));
+            return Err(StoreError::Invalid(format!("role {} does not fit {} ({})", new.role, org.name, org.kind)));
         }
         let id = new_id();
         let now = now_micros();
@@ -181,7 +181,7 @@ impl Store {
         if let Some(role) = update.role {
             let org = self.org(user.org).await?.ok_or(StoreError::NotFound("organisation"))?;
             if !role.fits(org.kind) {
-                return Err(StoreError::Invalid(format!("role {role} does not fit a {}", org.kind)));
+                return Err(StoreError::Invalid(format!("role {role} does not fit {} ({})", org.name, org.kind)));
             }
             changed.insert("role".into(), role.as_str().into());
             user.role = role;

@@ -560,12 +560,22 @@ fn value_cases(w: &World) -> Vec<Case> {
             .want(422, "parent"),
     );
     cases.push(
+        org(
+            "an organisation without a parent CERT",
+            json!({"kind": "organisation", "name": "Orphan", "short_name": "orphan"}),
+        )
+        .want(422, "parent"),
+    );
+    cases.push(
         org("a second national CERT", json!({"kind": "national", "name": "G", "short_name": "g"}))
             .want(422, "national"),
     );
     cases.push(
-        org("taken name", json!({"kind": "provincial_cert", "name": "Bad input bi-p", "short_name": "bi-p2"}))
-            .want(409, "Bad input bi-p"),
+        org(
+            "taken name",
+            json!({"kind": "organisation", "name": "Bad input bi-p", "short_name": "bi-p2", "parents": [w.p]}),
+        )
+        .want(409, "Bad input bi-p"),
     );
     cases.push(user("taken username", with(&valid_user, "username", json!("bi-lead"))).want(409, "taken"));
     cases.push(
