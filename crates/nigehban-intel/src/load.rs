@@ -219,8 +219,10 @@ pub(crate) fn parse_pattern(p: &str) -> Result<Vec<(IndicatorType, String)>, Str
         while *i < b.len() && (b[*i].is_ascii_alphanumeric() || b[*i] == b'_') {
             *i += 1;
         }
-        p[start..*i].to_owned()
+        p.get(start..*i).unwrap_or("").to_owned()
     };
+    // A few characters from byte `i`, for messages (never splits a character).
+    let near = |i: usize| -> String { p.get(i..).unwrap_or("").chars().take(10).collect() };
     let mut expect_obs = true;
     loop {
         skip_ws(&mut i);
@@ -231,7 +233,7 @@ pub(crate) fn parse_pattern(p: &str) -> Result<Vec<(IndicatorType, String)>, Str
             let w = word(&mut i);
             if w != "OR" {
                 return Err(if w.is_empty() {
-                    format!("unexpected {:?} after an observation", &p[i..p.len().min(i + 10)])
+                    format!("unexpected {:?} after an observation", near(i))
                 } else {
                     format!("{w} between observations: only OR is supported for matching")
                 });
@@ -240,7 +242,7 @@ pub(crate) fn parse_pattern(p: &str) -> Result<Vec<(IndicatorType, String)>, Str
             continue;
         }
         if b[i] != b'[' {
-            return Err(format!("expected [ at {:?}", &p[i..p.len().min(i + 10)]));
+            return Err(format!("expected [ at {:?}", near(i)));
         }
         i += 1;
         loop {
@@ -261,7 +263,9 @@ pub(crate) fn parse_pattern(p: &str) -> Result<Vec<(IndicatorType, String)>, Str
                         i += 1;
                     }
                 }
-                i += 1;
+                if i < b.len() {
+                    i += 1;
+                }
             }
             let path = p.get(start..i.min(b.len())).unwrap_or("").to_owned();
             skip_ws(&mut i);
@@ -270,7 +274,7 @@ pub(crate) fn parse_pattern(p: &str) -> Result<Vec<(IndicatorType, String)>, Str
                 "=".to_owned()
             } else {
                 let w = word(&mut i);
-                if w.is_empty() { p.get(i..(i + 2).min(b.len())).unwrap_or("").to_owned() } else { w }
+                if w.is_empty() { near(i).chars().take(2).collect() } else { w }
             };
             if op != "=" && op != "ISSUBSET" {
                 return Err(format!("operator {op:?} (only = and ISSUBSET are supported for matching)"));
@@ -287,15 +291,16 @@ pub(crate) fn parse_pattern(p: &str) -> Result<Vec<(IndicatorType, String)>, Str
                 }
                 match b[i] {
                     b'\\' if i + 1 < b.len() => {
-                        value.push(b[i + 1] as char);
-                        i += 2;
+                        let ch = p.get(i + 1..).and_then(|r| r.chars().next()).unwrap_or('\u{fffd}');
+                        value.push(ch);
+                        i += 1 + ch.len_utf8();
                     }
                     b'\'' => {
                         i += 1;
                         break;
                     }
                     _ => {
-                        let ch = p[i..].chars().next().unwrap_or('\u{fffd}');
+                        let ch = p.get(i..).and_then(|r| r.chars().next()).unwrap_or('\u{fffd}');
                         value.push(ch);
                         i += ch.len_utf8();
                     }
@@ -526,6 +531,16 @@ mod tests {
             ("[ipv4-addr:value = '1.2.3.4'] WITHIN 300 SECONDS", "WITHIN"),
             ("[ipv4-addr:value = '1.2.3.4", "unterminated"),
         ] {
+            let e = parse_pattern(p).unwrap_err();
+            assert!(e.contains(why), "{p}: {e}");
+        }
+        // Found by fuzzing: a quote in an object path running to the end; multi-byte
+        // characters after an escape and in messages.
+        for p in ["[ipvUUUUUUUUUU'UUUUUUUUz:valub\\'c']", "[x:y = 'a\\é", "[x:'", "é", "[ipv4-addr:value = '1'] é€"]
+        {
+            assert!(parse_pattern(p).is_err(), "{p}");
+        }
+        for (p, why) in [("[process:name = 'x']", "process:name")] {
             let e = parse_pattern(p).unwrap_err();
             assert!(e.contains(why), "{p}: {e}");
         }
