@@ -540,9 +540,7 @@ mod tests {
         {
             assert!(parse_pattern(p).is_err(), "{p}");
         }
-        for (p, why) in [("[process:name = 'x']", "process:name")] {
-            let e = parse_pattern(p).unwrap_err();
-            assert!(e.contains(why), "{p}: {e}");
-        }
+        let e = parse_pattern("[process:name = 'x']").unwrap_err();
+        assert!(e.contains("process:name"), "{e}");
     }
 }
