@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use nigehban_event::{Event, Value};
-use nigehban_intel::{Hit, Matcher, Tlp};
+use nigehban_intel::{Hit, Matcher};
 use nigehban_sigma::Level;
 
 use crate::{Detection, Detector, Engine, Findings, RuleInfo};
@@ -78,14 +78,10 @@ impl IndicatorDetector {
             (field.to_owned(), value.to_owned()),
             ("indicator".into(), hit.indicator),
             ("indicator_source".into(), src),
-            ("tlp".into(), tlp_name(hit.meta.tlp).into()),
+            ("tlp".into(), hit.meta.tlp.as_str().into()),
         ];
         d
     }
-}
-
-fn tlp_name(t: Tlp) -> &'static str {
-    t.as_str()
 }
 
 fn format_uuid(b: &[u8; 16]) -> String {
@@ -162,7 +158,7 @@ impl Detector for IndicatorDetector {
 mod tests {
     use super::*;
     use nigehban_event::{Position, Product, Source};
-    use nigehban_intel::{IndicatorMeta, IndicatorSet};
+    use nigehban_intel::{IndicatorMeta, IndicatorSet, Tlp};
 
     fn event(fields: &[(&str, &str)]) -> Event {
         let mut e = Event::new(Source::file("t.log"), Position::Line(1), Product::Other, "json");

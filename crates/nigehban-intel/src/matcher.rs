@@ -338,16 +338,6 @@ impl Matcher {
         let s = &self.set;
         [s.ips.len(), s.domains.len(), s.urls.len(), s.emails.len(), s.md5.len() + s.sha1.len() + s.sha256.len()]
     }
-
-    /// The stored string for a domain/URL/e-mail indicator number (slow; for reports).
-    pub fn describe(&self, index: u32) -> Option<String> {
-        let s = &self.set;
-        s.domains
-            .find_value(index)
-            .or_else(|| s.urls.find_value(index))
-            .or_else(|| s.emails.find_value(index))
-            .map(String::from)
-    }
 }
 
 /// The matcher in use, replaced whole when the indicator set changes: readers keep the set

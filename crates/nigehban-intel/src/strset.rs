@@ -48,11 +48,6 @@ impl StrSet {
         None
     }
 
-    /// The string stored for a value (linear: for reporting hits only).
-    pub(crate) fn find_value(&self, value: u32) -> Option<&str> {
-        self.table.iter().find(|e| e.value == value).map(|e| self.text(e))
-    }
-
     pub(crate) fn shrink(&mut self) {
         self.arena.shrink_to_fit();
         let (arena, hasher) = (&self.arena, &self.hasher);
