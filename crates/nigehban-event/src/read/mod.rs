@@ -5,11 +5,19 @@
 //! malformed line is reported with its number and the next line is read. EVTX is read chunk
 //! by chunk (see [`evtx`]) so that large files can be parsed in parallel.
 
+pub mod access;
+mod auth;
+pub mod enrich;
 pub mod evtx;
 pub mod json;
+mod postfix;
+mod proxmox;
+pub mod squid;
 pub mod syslog;
+mod vsphere;
 pub mod windows;
 pub mod zeek;
+pub mod zimbra;
 
 use std::io::BufRead;
 use std::sync::Arc;
@@ -50,6 +58,12 @@ pub enum Format {
     Syslog,
     /// Zeek's tab-separated logs with their `#fields` header.
     ZeekTsv,
+    /// Web server access logs (NCSA common / combined and their variants; pveproxy, Zimbra).
+    AccessLog,
+    /// Squid's native access log.
+    Squid,
+    /// Zimbra's `mailbox.log` and `audit.log`.
+    Zimbra,
 }
 
 impl Format {
@@ -59,6 +73,9 @@ impl Format {
             Format::Json => "json",
             Format::Syslog => "syslog",
             Format::ZeekTsv => "zeek",
+            Format::AccessLog => "access",
+            Format::Squid => "squid",
+            Format::Zimbra => "zimbra",
         }
     }
 
@@ -68,6 +85,9 @@ impl Format {
             "json" | "ndjson" | "jsonl" => Format::Json,
             "syslog" => Format::Syslog,
             "zeek" | "zeek-tsv" => Format::ZeekTsv,
+            "access" | "access-log" | "combined" | "clf" => Format::AccessLog,
+            "squid" => Format::Squid,
+            "zimbra" => Format::Zimbra,
             _ => return None,
         })
     }
@@ -92,6 +112,15 @@ pub fn detect_format(head: &[u8]) -> Option<Format> {
     let first_line = String::from_utf8_lossy(first_line);
     if syslog::looks_like_syslog(&first_line) {
         return Some(Format::Syslog);
+    }
+    if squid::looks_like_squid(&first_line) {
+        return Some(Format::Squid);
+    }
+    if zimbra::looks_like_zimbra(&first_line) {
+        return Some(Format::Zimbra);
+    }
+    if access::looks_like_access_log(&first_line) {
+        return Some(Format::AccessLog);
     }
     None
 }
@@ -187,6 +216,9 @@ pub fn read_text<'r, R: BufRead + 'r>(
         Format::Json => Box::new(json::JsonReader::new(reader, source)),
         Format::Syslog => Box::new(TextReader::new(reader, syslog::SyslogFormat::default(), source)),
         Format::ZeekTsv => Box::new(TextReader::new(reader, zeek::ZeekTsvFormat::default(), source)),
+        Format::AccessLog => Box::new(TextReader::new(reader, access::AccessLogFormat::default(), source)),
+        Format::Squid => Box::new(TextReader::new(reader, squid::SquidFormat, source)),
+        Format::Zimbra => Box::new(TextReader::new(reader, zimbra::ZimbraFormat::default(), source)),
         Format::Evtx => Box::new(std::iter::once(Item::Diagnostic(Diagnostic {
             source: source.name.clone(),
             position: None,
@@ -214,5 +246,36 @@ mod tests {
         );
         assert_eq!(detect_format(b"just some words\n"), None);
         assert_eq!(detect_format(b""), None);
+    }
+
+    #[test]
+    fn text_logs_are_recognised_by_content() {
+        assert_eq!(
+            detect_format(b"192.0.2.1 - - [10/Oct/2000:13:55:36 -0700] \"GET / HTTP/1.0\" 200 2326\n"),
+            Some(Format::AccessLog)
+        );
+        assert_eq!(
+            detect_format(
+                b"::ffff:192.0.2.1 - root@pam [10/03/2024:14:02:11 +0100] \"GET /api2/json/version HTTP/1.1\" 200 9\n"
+            ),
+            Some(Format::AccessLog)
+        );
+        assert_eq!(
+            detect_format(b"1286536308.779    180 192.168.0.224 TCP_MISS/200 411 GET http://www.example.com/ - HIER_DIRECT/93.184.216.34 text/html\n"),
+            Some(Format::Squid)
+        );
+        assert_eq!(
+            detect_format(b"2024-03-01 10:15:02,123 INFO  [ImapServer-1] [ip=192.0.2.1;] security - cmd=Auth; account=a@b; protocol=imap;\n"),
+            Some(Format::Zimbra)
+        );
+        // Syslog lines carrying these formats stay syslog.
+        assert_eq!(
+            detect_format(b"Nov 28 07:11:15 web01 nginx: 192.0.2.1 - - [10/Oct/2000:13:55:36 -0700] \"GET / HTTP/1.0\" 200 2326\n"),
+            Some(Format::Syslog)
+        );
+        for name in ["access", "squid", "zimbra"] {
+            let format = Format::from_name(name).unwrap();
+            assert_eq!(format.name(), name);
+        }
     }
 }

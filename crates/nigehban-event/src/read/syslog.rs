@@ -116,6 +116,9 @@ impl LineFormat for SyslogFormat {
             Some((version, _)) => return Err(format!("unsupported syslog VERSION {version} (only 1 is defined)")),
             None => self.parse_bsd(&mut event, rest, pri.is_some())?,
         }
+        // Normalized fields for the programs whose messages this crate knows (Postfix,
+        // vCenter, ESXi, Proxmox VE, sshd/sudo …).
+        super::enrich::syslog(&mut event);
         event.raw = line.into();
         Ok(Some(event))
     }
