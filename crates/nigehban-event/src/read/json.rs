@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use serde_json::Value as Json;
 
-use super::{Diagnostic, Item, windows, zeek};
+use super::{Diagnostic, Item, azure, cloudtrail, gcp, windows, zeek};
 use crate::event::{Event, Position, Product, Source};
 use crate::value::Value;
 
@@ -108,6 +108,15 @@ impl<R: BufRead> JsonReader<R> {
                 self.array = Some(items.into_iter());
                 None
             }
+            Ok(Json::Object(mut map)) if wrapped_records(&map).is_some() => {
+                // `{"Records": […]}` (CloudTrail files), `{"records": […]}` (Azure exports),
+                // Graph's `{"@odata.context": …, "value": […]}`: one event per element.
+                let key = wrapped_records(&map).unwrap_or_default().to_owned();
+                if let Some(Json::Array(items)) = map.remove(&key) {
+                    self.array = Some(items.into_iter());
+                }
+                None
+            }
             Ok(v @ Json::Object(_)) => {
                 let raw = String::from_utf8_lossy(self.pending.trim_ascii()).into_owned();
                 Some(Item::Event(Box::new(event_from_json(&v, raw, &self.source, Position::Line(start)))))
@@ -118,6 +127,24 @@ impl<R: BufRead> JsonReader<R> {
         self.reset_scan();
         result
     }
+}
+
+/// Whether gathered text starts a `{"Records": [` / `{"records": [` wrapper, whose elements
+/// may start at the margin.
+fn opens_wrapper(pending: &[u8]) -> bool {
+    let rest = pending.trim_ascii_start().strip_prefix(b"{").unwrap_or_default().trim_ascii_start();
+    rest.starts_with(b"\"Records\"") || rest.starts_with(b"\"records\"")
+}
+
+/// The key of a wrapper object's array of records: `Records` or `records` (or Graph's `value`
+/// beside `@odata.context`) holding an array of objects, every other member a scalar.
+fn wrapped_records(map: &serde_json::Map<String, Json>) -> Option<&str> {
+    let objects = |v: &Json| v.as_array().is_some_and(|a| a.iter().all(Json::is_object));
+    let key = ["Records", "records", "value"].into_iter().find(|k| map.get(*k).is_some_and(objects))?;
+    if key == "value" && !map.contains_key("@odata.context") {
+        return None;
+    }
+    map.iter().all(|(k, v)| k == key || !(v.is_array() || v.is_object())).then_some(key)
 }
 
 fn kind(v: &Json) -> &'static str {
@@ -202,7 +229,7 @@ impl<R: BufRead> JsonReader<R> {
     fn take_line(&mut self, line: Vec<u8>) -> Option<Item> {
         let first = line.iter().position(|b| !b.is_ascii_whitespace());
         let in_object = self.pending.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
-        if in_object && first == Some(0) && line[0] == b'{' {
+        if in_object && first == Some(0) && line[0] == b'{' && !opens_wrapper(&self.pending) {
             // A new object starts at the margin while the previous one is still open: the
             // previous one is malformed. Report it, and read this line again afterwards.
             let start = self.pending_start;
@@ -255,6 +282,9 @@ pub fn event_from_json(v: &Json, raw: String, source: &Arc<Source>, position: Po
     }
     event.push_json("", v);
     if windows::normalize_winlogbeat(&mut event) || windows::normalize_flat(&mut event) {
+        return event;
+    }
+    if cloudtrail::normalize(&mut event, v) || azure::normalize(&mut event, v) || gcp::normalize(&mut event, v) {
         return event;
     }
     if event.get_exact("ts").is_some() && (event.get_exact("uid").is_some() || event.get_exact("@stream").is_some()) {
@@ -361,6 +391,27 @@ mod tests {
         let ev_items = read("[{\"a\":1},\n{\"a\":2}, 3]");
         assert_eq!(events(&ev_items).len(), 2);
         assert_eq!(ev_items.len(), 3);
+    }
+
+    #[test]
+    fn record_wrappers_yield_one_event_per_element() {
+        let items =
+            read("{\"Records\": [\n{\"x\": 1},\n{\"x\": 2}\n]}\n{\"a\":0}\n{\"records\":[{\"y\":[1]}], \"n\": 1}\n");
+        let ev = events(&items);
+        assert_eq!(ev.len(), 4, "{items:?}");
+        assert_eq!(ev[0].get("x"), Some(&Value::Int(1)));
+        assert_eq!(ev[1].position, Position::Line(1));
+        assert_eq!(&*ev[1].raw, "{\"x\":2}");
+        assert_eq!(ev[2].position, Position::Line(5));
+        assert_eq!(ev[3].position, Position::Line(6));
+        // Not wrappers: other members that are objects, elements that are not objects, a
+        // `value` array without Graph's `@odata.context`.
+        for input in ["{\"Records\": [{\"x\": 1}], \"meta\": {}}", "{\"records\": [1, 2]}", "{\"value\": [{\"x\": 1}]}"]
+        {
+            let items = read(input);
+            assert_eq!(events(&items).len(), 1, "{input}");
+        }
+        assert_eq!(events(&read("{\"@odata.context\": \"u\", \"value\": [{\"x\": 1}, {\"x\": 2}]}")).len(), 2);
     }
 
     #[test]

@@ -7,8 +7,13 @@
 
 pub mod access;
 mod auth;
+pub mod azure;
+mod cloud;
+pub mod cloudtrail;
+pub mod eml;
 pub mod enrich;
 pub mod evtx;
+pub mod gcp;
 pub mod json;
 mod postfix;
 mod proxmox;
@@ -58,6 +63,8 @@ pub enum Format {
     Syslog,
     /// Zeek's tab-separated logs with their `#fields` header.
     ZeekTsv,
+    /// One RFC 5322 e-mail message (`.eml`): one event from its header block.
+    Eml,
     /// Web server access logs (NCSA common / combined and their variants; pveproxy, Zimbra).
     AccessLog,
     /// Squid's native access log.
@@ -73,6 +80,7 @@ impl Format {
             Format::Json => "json",
             Format::Syslog => "syslog",
             Format::ZeekTsv => "zeek",
+            Format::Eml => "eml",
             Format::AccessLog => "access",
             Format::Squid => "squid",
             Format::Zimbra => "zimbra",
@@ -85,6 +93,7 @@ impl Format {
             "json" | "ndjson" | "jsonl" => Format::Json,
             "syslog" => Format::Syslog,
             "zeek" | "zeek-tsv" => Format::ZeekTsv,
+            "eml" | "email" => Format::Eml,
             "access" | "access-log" | "combined" | "clf" => Format::AccessLog,
             "squid" => Format::Squid,
             "zimbra" => Format::Zimbra,
@@ -107,6 +116,9 @@ pub fn detect_format(head: &[u8]) -> Option<Format> {
     }
     if text.starts_with(b"{") || text.starts_with(b"[") {
         return Some(Format::Json);
+    }
+    if eml::looks_like_eml(text) {
+        return Some(Format::Eml);
     }
     let first_line = text.split(|b| *b == b'\n').next().unwrap_or(text);
     let first_line = String::from_utf8_lossy(first_line);
@@ -216,6 +228,7 @@ pub fn read_text<'r, R: BufRead + 'r>(
         Format::Json => Box::new(json::JsonReader::new(reader, source)),
         Format::Syslog => Box::new(TextReader::new(reader, syslog::SyslogFormat::default(), source)),
         Format::ZeekTsv => Box::new(TextReader::new(reader, zeek::ZeekTsvFormat::default(), source)),
+        Format::Eml => Box::new(eml::EmlReader::new(reader, source)),
         Format::AccessLog => Box::new(TextReader::new(reader, access::AccessLogFormat::default(), source)),
         Format::Squid => Box::new(TextReader::new(reader, squid::SquidFormat, source)),
         Format::Zimbra => Box::new(TextReader::new(reader, zimbra::ZimbraFormat::default(), source)),
@@ -245,6 +258,11 @@ mod tests {
             Some(Format::Syslog)
         );
         assert_eq!(detect_format(b"just some words\n"), None);
+        assert_eq!(
+            detect_format(b"Return-Path: <a@b.example>\nReceived: from x (x [192.0.2.1])\n\tby y; Mon, 3 Jun 2024\n"),
+            Some(Format::Eml)
+        );
+        assert_eq!(detect_format(b"Date: today\nLevel: info\n"), None);
         assert_eq!(detect_format(b""), None);
     }
 
