@@ -15,29 +15,59 @@ use crate::value::Value;
 
 /// Adds the normalized fields of a syslog event whose `app` is one this crate knows.
 pub fn syslog(event: &mut Event) {
-    let Some(app) = event.get_exact("app").and_then(Value::as_text).map(|a| a.into_owned()) else {
-        return;
+    #[derive(Clone, Copy)]
+    enum Program {
+        Postfix,
+        VCenter,
+        Esxi,
+        Proxmox,
+        Auth,
+    }
+    // Decide on the borrowed name first: most lines come from other programs.
+    let program = match event.get_exact("app") {
+        Some(Value::Str(app)) => {
+            let app = app.as_str();
+            if postfix::is_postfix_app(app) {
+                Program::Postfix
+            } else if vsphere::is_vcenter_app(app) {
+                Program::VCenter
+            } else if vsphere::is_esxi_app(app) {
+                Program::Esxi
+            } else if proxmox::is_proxmox_app(app) {
+                Program::Proxmox
+            } else if auth::is_auth_app(app) {
+                Program::Auth
+            } else {
+                return;
+            }
+        }
+        _ => return,
     };
     let Some(message) = event.get_exact("message").and_then(Value::as_text).map(|m| m.into_owned()) else {
         return;
     };
-    let dataset = if postfix::is_postfix_app(&app) {
-        postfix::enrich(event, &message);
-        "postfix"
-    } else if vsphere::is_vcenter_app(&app) {
-        vsphere::enrich_vcenter(event, &message);
-        "vmware.vcenter"
-    } else if vsphere::is_esxi_app(&app) {
-        vsphere::enrich_esxi(event, &message);
-        "vmware.esxi"
-    } else if proxmox::is_proxmox_app(&app) {
-        proxmox::enrich(event, &message);
-        "proxmox.tasks"
-    } else if auth::is_auth_app(&app) {
-        auth::enrich(event, &app, &message);
-        "linux.auth"
-    } else {
-        return;
+    let dataset = match program {
+        Program::Postfix => {
+            postfix::enrich(event, &message);
+            "postfix"
+        }
+        Program::VCenter => {
+            vsphere::enrich_vcenter(event, &message);
+            "vmware.vcenter"
+        }
+        Program::Esxi => {
+            vsphere::enrich_esxi(event, &message);
+            "vmware.esxi"
+        }
+        Program::Proxmox => {
+            proxmox::enrich(event, &message);
+            "proxmox.tasks"
+        }
+        Program::Auth => {
+            let app = event.get_exact("app").and_then(Value::as_text).map(|a| a.into_owned()).unwrap_or_default();
+            auth::enrich(event, &app, &message);
+            "linux.auth"
+        }
     };
     put(event, "event.dataset", dataset);
     if let Some(host) = event.get_exact("host").and_then(Value::as_text).map(|h| h.into_owned()) {

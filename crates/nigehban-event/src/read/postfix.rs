@@ -17,7 +17,7 @@
 //! angle brackets removed from addresses). Normalized: `source.ip` (client, or the address in
 //! a reject or warning), `email.authenticated_user` and `user.name` (`sasl_username`),
 //! `email.sender.address` (`from`), `email.to.address` (`to`), `email.message_id`
-//! (`message-id`, as written), `destination.domain` / `destination.ip` / `destination.port`
+//! (`message-id` without its angle brackets), `destination.domain` / `destination.ip` / `destination.port`
 //! (`relay`), `event.category` `email` for queue and reject lines, `event.action` (`sent`,
 //! `bounced`, `deferred`, `expired` for deliveries, `reject` for rejections) and
 //! `event.outcome` (`success` for sent, `failure` for bounced, expired and rejected, `unknown`
@@ -157,7 +157,7 @@ fn add_pairs(event: &mut Event, s: &str, sep: char) {
             }
             "from" if !bare.is_empty() => put(event, "email.sender.address", bare.to_lowercase()),
             "to" if !bare.is_empty() => recipients.push(bare.to_lowercase()),
-            "message-id" if !value.is_empty() => put(event, "email.message_id", value),
+            "message-id" if !bare.is_empty() => put(event, "email.message_id", bare),
             "relay" if value != "none" => {
                 // mx.example.org[198.51.100.7]:25, or local / private/dovecot-lmtp
                 if let Some((host, addr)) = host_and_bracketed(value) {
@@ -242,7 +242,7 @@ mod tests {
     #[test]
     fn queue_lines() {
         let e = event("Mar  1 10:00:01 mail postfix/cleanup[1235]: 4F3A21C0123: message-id=<20240301.abc@example.gov>");
-        assert_eq!(text(&e, "email.message_id").as_deref(), Some("<20240301.abc@example.gov>"));
+        assert_eq!(text(&e, "email.message_id").as_deref(), Some("20240301.abc@example.gov"));
         let e = event(
             "Mar  1 10:00:01 mail postfix/qmgr[1236]: 4F3A21C0123: from=<Alice@Example.gov>, size=1234, nrcpt=2 (queue active)",
         );

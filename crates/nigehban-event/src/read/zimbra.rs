@@ -333,8 +333,7 @@ impl Record<'_> {
         let op = action.map(|a| a.strip_suffix("Request").unwrap_or(a)).unwrap_or("");
         let is_auth_op = matches!(op, "Auth" | "AdminAuth" | "PreAuth" | "DelegateAuth");
         let audit_like;
-        if failed || lower.contains("authentication succeeded") || (is_auth_op && self.logger == "security")
-        {
+        if failed || lower.contains("authentication succeeded") || (is_auth_op && self.logger == "security") {
             let outcome = if failed || sec("error").is_some() {
                 "failure"
             } else if self.logger == "security" || lower.contains("authentication succeeded") {
@@ -360,7 +359,7 @@ impl Record<'_> {
             audit_like = false;
         }
         if let Some(id) = message_value(self.message, "Message-ID=").or(message_value(self.message, "msgid=")) {
-            put(event, "email.message_id", id);
+            put(event, "email.message_id", id.trim_start_matches('<').trim_end_matches('>'));
         }
         if let Some(sender) = message_value(self.message, "sender=") {
             put(event, "email.sender.address", sender.trim_matches(['<', '>']).to_lowercase());
@@ -509,7 +508,7 @@ mod tests {
             "2024-03-01 10:20:00,001 INFO  [LmtpServer-5] [name=bob@example.gov;mid=9;msgid=<abc@sender.example>;] lmtp - Delivering message: size=2048 bytes, nrcpts=1, sender=Alice@Sender.Example, msgid=<abc@sender.example>",
         );
         assert_eq!(text(&e, "event.category").as_deref(), Some("email"));
-        assert_eq!(text(&e, "email.message_id").as_deref(), Some("<abc@sender.example>"));
+        assert_eq!(text(&e, "email.message_id").as_deref(), Some("abc@sender.example"));
         assert_eq!(text(&e, "email.sender.address").as_deref(), Some("alice@sender.example"));
 
         // Empty context; unrecognised records only get the dataset.
