@@ -110,9 +110,10 @@ impl LineFormat for ZimbraFormat {
     }
 }
 
-/// Whether a line looks like a Zimbra mailbox or audit log line (format detection).
+/// Whether a line looks like a Zimbra mailbox or audit log line (format detection). Other
+/// log4j logs share the shape; Zimbra's has the `[context]` group after the thread.
 pub fn looks_like_zimbra(line: &str) -> bool {
-    leading_timestamp(line).is_some_and(|(_, rest)| parse_record(rest).is_ok())
+    leading_timestamp(line).is_some_and(|(_, rest)| parse_record(rest).is_ok_and(|r| r.has_context))
 }
 
 /// `2024-03-01 10:15:02,123 ` at the start of a line; the time and the rest.
@@ -181,6 +182,7 @@ struct Record<'a> {
     level: &'a str,
     thread: &'a str,
     context: Vec<(&'a str, String)>,
+    has_context: bool,
     logger: &'a str,
     message: &'a str,
 }
@@ -196,6 +198,7 @@ fn parse_record(s: &str) -> Result<Record<'_>, String> {
     let thread = &body[..end];
     let mut rest = body[end + 1..].trim_start_matches(' ');
     let mut context = Vec::new();
+    let has_context = rest.starts_with('[');
     if let Some(ctx) = rest.strip_prefix('[') {
         // The context ends with `;]` (or is `[]`); values such as user agents may hold `]`.
         let end = if ctx.starts_with(']') {
@@ -214,7 +217,7 @@ fn parse_record(s: &str) -> Result<Record<'_>, String> {
         Some((logger, message)) if !logger.is_empty() && !logger.contains(' ') => (logger, message),
         _ => return Err("expected \"category - message\" after the context".into()),
     };
-    Ok(Record { level, thread, context, logger, message })
+    Ok(Record { level, thread, context, has_context, logger, message })
 }
 
 /// `name=a@b;oip=1.2.3.4;ua=Mozilla/5.0 (X11; Linux x86_64);` → pairs. A piece without `=`
@@ -516,6 +519,13 @@ mod tests {
         assert_eq!(e.get_exact("event.category"), None);
         assert_eq!(e.get_exact("user.name"), None);
         assert_eq!(text(&e, "event.dataset").as_deref(), Some("zimbra.mailbox"));
+    }
+
+    #[test]
+    fn detection_needs_the_context_group() {
+        assert!(looks_like_zimbra("2024-03-01 10:15:02,123 INFO  [main] [] misc - Starting up"));
+        assert!(!looks_like_zimbra("2024-03-01 10:15:02,123 INFO  [main] org.example.App - Starting up"));
+        assert!(!looks_like_zimbra("2024-03-01 10:15:02,123 hello"));
     }
 
     #[test]
