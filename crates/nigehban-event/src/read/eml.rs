@@ -384,6 +384,20 @@ fn normalize(event: &mut Event, headers: &[Header<'_>]) {
     {
         let boxes: Vec<Mailbox> = all(headers, header).flat_map(parse_addresses).collect();
         set_addresses(event, field, &boxes);
+        if header == "To" {
+            // The recipients' domains, for rules that compare them with the sender's.
+            let mut domains: Vec<Value> = Vec::new();
+            for d in boxes.iter().filter_map(|b| domain_of(&b.address)) {
+                if !domains.iter().any(|v| v.as_text().as_deref() == Some(d)) {
+                    domains.push(Value::str(d));
+                }
+            }
+            match domains.len() {
+                0 => {}
+                1 => event.set_default("email.to.domain", domains.remove(0)),
+                _ => event.set_default("email.to.domain", Value::List(domains)),
+            }
+        }
     }
     if let Some(subject) = first(headers, "Subject") {
         set(event, "email.subject", &decode_words(subject));
@@ -679,7 +693,7 @@ fn dkim_signature_domain(value: &str) -> Option<String> {
 fn received_from_ips(value: &str) -> Vec<IpAddr> {
     let value = value.rsplit_once(';').map_or(value, |(v, _)| v);
     let trimmed = value.trim_start();
-    if trimmed.len() < 5 || !trimmed[..5].eq_ignore_ascii_case("from ") {
+    if !trimmed.get(..5).is_some_and(|p| p.eq_ignore_ascii_case("from ")) {
         return Vec::new();
     }
     let mut in_comment = Vec::new();
@@ -1236,6 +1250,8 @@ mod tests {
         assert_eq!(ips("from h ([IPv6:2001:db8::5]) by m; x"), ["2001:db8::5"]);
         assert_eq!(ips("from x ([fe80::1%4]) by y ([fe80::2%4]) with mapi; d"), ["fe80::1"]);
         assert_eq!(ips("by mail-vs1-f54.google.com with SMTP id 1; x"), Vec::<String>::new());
+        // Found by fuzzing: a multi-byte character where "from " would end.
+        assert_eq!(ips("from\u{e3}GH4 (2603:10a6::46) by x; d"), Vec::<String>::new());
         assert!(is_internal("fe80::1".parse().unwrap()));
         assert!(is_internal("::1".parse().unwrap()));
         assert!(is_internal("100.64.1.1".parse().unwrap()));
