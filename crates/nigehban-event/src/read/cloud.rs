@@ -50,6 +50,11 @@ pub(crate) fn set(event: &mut Event, name: &str, value: &str) {
 /// names such as `AWS Internal` or `autoscaling.amazonaws.com`).
 pub(crate) fn set_ip(event: &mut Event, name: &str, value: Option<&str>) {
     if let Some(ip) = value.and_then(parse_ip) {
+        // As the other parsers give it: an IPv4-mapped IPv6 address as the IPv4 address.
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+            v4 => v4,
+        };
         event.set_default(name, Value::str(ip.to_string()));
     }
 }
@@ -124,6 +129,14 @@ mod tests {
         assert_eq!(parse_ip("192.0.2.1:443"), "192.0.2.1".parse().ok());
         assert_eq!(parse_ip("AWS Internal"), None);
         assert_eq!(parse_ip("autoscaling.amazonaws.com"), None);
+        let mut e = Event::new(
+            crate::event::Source::file("t"),
+            crate::event::Position::Line(1),
+            crate::event::Product::Other,
+            "json",
+        );
+        set_ip(&mut e, "source.ip", Some("::ffff:203.0.113.9"));
+        assert_eq!(e.get_exact("source.ip"), Some(&Value::str("203.0.113.9")));
     }
 
     #[test]

@@ -1112,6 +1112,7 @@ mod tests {
             ["amna@cert.example.pk", "soc@cert.example.pk", "joerg@partner.example"]
         );
         assert!(text(&e, "To").unwrap().contains("Jörg Müller <Joerg@Partner.Example>"));
+        assert_eq!(list(&e, "email.to.domain"), ["cert.example.pk", "partner.example"]);
         assert_eq!(list(&e, "email.cc.address"), ["ops@cert.example.pk", "noc@cert.example.pk"]);
         assert_eq!(text(&e, "email.reply_to.address").as_deref(), Some("collect@drop.example.ru"));
         // The folded Subject: two encoded-words (the whitespace between them dropped), then text.
