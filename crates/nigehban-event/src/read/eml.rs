@@ -34,6 +34,10 @@ use crate::value::Value;
 /// How much of a message is read: its header block, up to this size.
 pub const MAX_HEADER_BYTES: usize = 1 << 20;
 
+/// Header fields read from one message (real messages carry tens, rarely a few hundred);
+/// the rest are reported and skipped, so that a pathological block costs little.
+pub const MAX_HEADERS: usize = 2000;
+
 /// Headers whose values are text that may hold RFC 2047 encoded-words.
 const TEXT_HEADERS: &[&str] = &[
     "subject",
@@ -253,6 +257,12 @@ pub fn parse_message(bytes: &[u8], source: &Arc<Source>) -> Vec<Item> {
             continue;
         }
         match (field_name(line), memchr::memchr(b':', line)) {
+            (Some(_), Some(_)) if raw_headers.len() >= MAX_HEADERS => {
+                diagnostics
+                    .push(diagnostic(number, format!("more than {MAX_HEADERS} header fields; the rest are not read")));
+                ended = true;
+                break;
+            }
             (Some(name), Some(colon)) => raw_headers.push((name, vec![&line[colon + 1..]])),
             _ => {
                 // Not a header: the header block ends here without its blank line.
@@ -367,6 +377,11 @@ fn normalize(event: &mut Event, headers: &[Header<'_>]) {
         if let Some(b) = boxes.first() {
             if let Some(name) = &b.name {
                 set(event, "email.from.name", name);
+                // "ceo@ministry.example" <someone@elsewhere.example>: an address in the display
+                // name, the oldest trick to pass as someone else.
+                if let Some(addr) = address_in_text(name) {
+                    set(event, "email.from.name_address", &addr);
+                }
             }
             if let Some(domain) = domain_of(&b.address) {
                 set(event, "email.from.domain", domain);
@@ -460,6 +475,20 @@ const SPF_RESULTS: &[&str] = &["pass", "fail", "softfail", "neutral", "none", "t
 struct Mailbox {
     name: Option<String>,
     address: String,
+}
+
+/// The first token of `text` that looks like an e-mail address (`local@domain.tld`), lower case.
+fn address_in_text(text: &str) -> Option<String> {
+    text.split(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '<' | '>' | '(' | ')' | ',' | ';' | '[' | ']'))
+        .map(|t| t.trim_matches(|c: char| !c.is_alphanumeric()))
+        .find(|t| {
+            let Some((local, domain)) = t.split_once('@') else { return false };
+            !local.is_empty()
+                && !domain.is_empty()
+                && !domain.contains('@')
+                && domain.chars().all(|c| c.is_alphanumeric() || c == '.' || c == '-')
+        })
+        .map(|t| t.to_lowercase())
 }
 
 fn domain_of(address: &str) -> Option<&str> {
@@ -1317,6 +1346,18 @@ mod tests {
         assert!(matches!(&items[0], Item::Event(e) if e.get_exact("From").is_some()));
         let items: Vec<_> = EmlReader::new(&b"Subject: x\nFrom: a@b\n\nbody\n"[..], Source::file("s.eml")).collect();
         assert_eq!(items.len(), 1);
+    }
+
+    #[test]
+    fn the_number_of_headers_is_capped() {
+        let mut many = String::from("From: a@b\n");
+        for i in 0..(MAX_HEADERS + 10) {
+            many.push_str(&format!("X-H{i}: v\n"));
+        }
+        let (e, diags) = parse(many.as_bytes());
+        assert_eq!(e.expect("event").fields().iter().filter(|f| f.name.starts_with("X-H")).count(), MAX_HEADERS - 1);
+        assert_eq!(diags.len(), 1);
+        assert_eq!(diags[0].position, Some(Position::Line(MAX_HEADERS as u64 + 1)));
     }
 
     proptest::proptest! {
