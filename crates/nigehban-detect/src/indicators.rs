@@ -27,6 +27,7 @@ const DOMAIN_FIELDS: &[&str] = &[
     "tls.server.name",
     "sni",
     "dest_host",
+    "destination.names",
 ];
 
 /// Field names whose values are e-mail addresses.
@@ -41,6 +42,11 @@ const EMAIL_FIELDS: &[&str] = &[
     "recipient_address",
     "email",
     "user_email",
+    "email.from.address",
+    "email.sender.address",
+    "email.to.address",
+    "email.reply_to.address",
+    "email.authenticated_user",
 ];
 
 /// Drives a [`Matcher`] over events.
@@ -147,7 +153,8 @@ impl Detector for IndicatorDetector {
                 {
                     out.detections.push(self.detection(event, source, &f.name, t.as_str(), hit));
                 }
-                true
+                // Go on through every element of a list (a DNS answer list).
+                false
             };
             f.value.for_each_scalar(&mut one);
         }

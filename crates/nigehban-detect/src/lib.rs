@@ -5,8 +5,12 @@
 //! `&self`, so one instance serves every thread. Stateful logic (correlation windows) is
 //! driven separately, in event-time order, by its caller.
 
+mod beacon;
+mod firstseen;
 mod indicators;
+pub mod pack;
 mod sigma;
+mod stats;
 
 use std::sync::Arc;
 
@@ -14,6 +18,8 @@ use nigehban_event::{Event, Position, Value};
 use nigehban_sigma::Level;
 use serde::Serialize;
 
+pub use beacon::{BeaconConfig, BeaconDetector};
+pub use firstseen::{FirstSeenDetector, FirstSeenRule};
 pub use indicators::IndicatorDetector;
 pub use sigma::SigmaDetector;
 
@@ -24,6 +30,8 @@ pub enum Engine {
     Sigma,
     Indicator,
     Correlation,
+    /// Behaviour detectors: beaconing, first-seen.
+    Behaviour,
 }
 
 /// The rule behind a detection, shared by all its detections.
@@ -95,6 +103,8 @@ fn truncate(s: &mut String, max: usize) {
 pub struct Observation {
     pub event: Event,
     pub rules: Vec<u32>,
+    /// Which part of a [`DetectorSet`] the observation belongs to (0 outside a set).
+    pub detector: u16,
 }
 
 /// What a detector found in events: detections, and observations for its stateful pass.
@@ -127,5 +137,60 @@ pub trait Detector: Send + Sync {
     fn correlate(&self, observations: Vec<Observation>) -> Vec<Detection> {
         let _ = observations;
         Vec::new()
+    }
+}
+
+/// Several detectors driven as one: each event goes to every part, and each part's
+/// observations come back to it, in time order, for its stateful pass.
+#[derive(Default)]
+pub struct DetectorSet {
+    parts: Vec<Box<dyn Detector>>,
+}
+
+impl DetectorSet {
+    pub fn new() -> DetectorSet {
+        DetectorSet::default()
+    }
+
+    pub fn push(&mut self, detector: Box<dyn Detector>) {
+        self.parts.push(detector);
+    }
+
+    pub fn len(&self) -> usize {
+        self.parts.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.parts.is_empty()
+    }
+}
+
+impl Detector for DetectorSet {
+    fn detect(&self, event: &Event, source: &Arc<str>, out: &mut Findings) {
+        for (i, part) in self.parts.iter().enumerate() {
+            let before = out.observations.len();
+            part.detect(event, source, out);
+            for o in &mut out.observations[before..] {
+                o.detector = i as u16;
+            }
+        }
+    }
+
+    fn correlate(&self, observations: Vec<Observation>) -> Vec<Detection> {
+        let mut per_part: Vec<Vec<Observation>> = self.parts.iter().map(|_| Vec::new()).collect();
+        for o in observations {
+            if let Some(v) = per_part.get_mut(o.detector as usize) {
+                v.push(o);
+            }
+        }
+        let mut out = Vec::new();
+        for (part, obs) in self.parts.iter().zip(per_part) {
+            let mut own = obs;
+            for o in &mut own {
+                o.detector = 0;
+            }
+            out.extend(part.correlate(own));
+        }
+        out
     }
 }

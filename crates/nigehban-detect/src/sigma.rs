@@ -180,7 +180,7 @@ impl Detector for SigmaDetector {
                     slim.set(name, v.clone());
                 }
             }
-            out.observations.push(Observation { event: slim, rules: observed });
+            out.observations.push(Observation { event: slim, rules: observed, detector: 0 });
         }
     }
 

@@ -32,6 +32,12 @@ fn display_name(root: &Path, path: &Path) -> String {
 /// Reads every `.yml`/`.yaml` file under `paths` (recursively). Files are parsed and compiled
 /// in parallel and added in path order, so rule ids are the same on every run.
 pub fn load(paths: &[PathBuf]) -> LoadedRules {
+    load_with(paths, Vec::new())
+}
+
+/// [`load`], after the rules already prepared in `first` (the built-in pack:
+/// `nigehban_detect::pack::prepared()`). Correlation rules may refer to rules of either.
+pub fn load_with(paths: &[PathBuf], first: Vec<Prepared>) -> LoadedRules {
     let mut unreadable = Vec::new();
     let mut files: Vec<(PathBuf, String)> = Vec::new();
     for root in paths {
@@ -65,6 +71,9 @@ pub fn load(paths: &[PathBuf]) -> LoadedRules {
         })
         .collect();
     let mut builder = RuleSetBuilder::new();
+    for p in first {
+        builder.add_prepared(p);
+    }
     for p in prepared {
         match p {
             Ok(p) => builder.add_prepared(p),

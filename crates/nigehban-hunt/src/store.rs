@@ -63,6 +63,7 @@ fn engine_name(e: nigehban_detect::Engine) -> &'static str {
         nigehban_detect::Engine::Sigma => "sigma",
         nigehban_detect::Engine::Indicator => "indicator",
         nigehban_detect::Engine::Correlation => "correlation",
+        nigehban_detect::Engine::Behaviour => "behaviour",
     }
 }
 

@@ -430,11 +430,16 @@ fn scalar_matches(m: &Matcher, v: &Value, event: &Event) -> bool {
         }),
         Matcher::FieldRef { other, kind, cased } => {
             let Some(o) = event.lookup(other) else { return false };
-            let (a, b) = if *cased { (v.as_text(), o.as_text()) } else { (v.as_lower_text(), o.as_lower_text()) };
-            match (a, b) {
-                (Some(a), Some(b)) => str_test(*kind, &a, &b, None),
-                _ => false,
-            }
+            let a = if *cased { v.as_text() } else { v.as_lower_text() };
+            let Some(a) = a else { return false };
+            // A list on the other side (several recipients) matches when any element does.
+            let mut hit = false;
+            o.for_each_scalar(&mut |o| {
+                let b = if *cased { o.as_text() } else { o.as_lower_text() };
+                hit = b.is_some_and(|b| str_test(*kind, &a, &b, None));
+                hit
+            });
+            hit
         }
         Matcher::Null => v.is_null(),
         Matcher::Exists(_) | Matcher::Any(_) => false,

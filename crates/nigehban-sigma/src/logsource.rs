@@ -191,8 +191,11 @@ impl LogSourceTable {
         for entry in &self.table.other {
             let get = |k: &str| entry.logsource.get(k).map(|s| s.to_lowercase());
             if get("product") == ls.product && get("category") == ls.category && get("service") == ls.service {
+                // A data set names its parser, whatever product the reader gave the event
+                // (vCenter, ESXi and Proxmox lines arrive over syslog as Linux events).
+                let by_dataset = entry.variants.iter().all(|v| v.conditions.keys().any(|k| k == "event.dataset"));
                 return Resolved {
-                    products,
+                    products: if by_dataset { None } else { products },
                     variants: entry.variants.iter().map(Variant::from).collect(),
                     unmapped: None,
                 };

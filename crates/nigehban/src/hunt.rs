@@ -7,10 +7,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use nigehban_detect::SigmaDetector;
 use nigehban_event::Format;
+use nigehban_hunt::detectors::{self, DetectorOptions};
 use nigehban_hunt::output::{self, OutputFormat, RuleFigures};
-use nigehban_hunt::rules;
 use nigehban_hunt::run::{HuntOptions, Progress};
 use nigehban_hunt::{hunt, inputs};
 use nigehban_sigma::Level;
@@ -20,9 +19,18 @@ pub struct HuntArgs {
     /// Files and folders to read (recursively).
     #[arg(required = true)]
     paths: Vec<PathBuf>,
-    /// Sigma rule files or folders (recursively).
-    #[arg(long, short = 'r', required = true)]
+    /// Sigma rule files or folders (recursively), in addition to the built-in pack.
+    #[arg(long, short = 'r')]
     rules: Vec<PathBuf>,
+    /// Leave the built-in pack out (its Sigma rules, beaconing and first-seen detectors).
+    #[arg(long)]
+    no_builtin: bool,
+    /// Indicator files or folders: STIX 2.1 bundles or plain lists (one value per line).
+    #[arg(long, short = 'i')]
+    indicators: Vec<PathBuf>,
+    /// MISP warninglist files or folders: listed values are not loaded as indicators.
+    #[arg(long, short = 'w')]
+    warninglists: Vec<PathBuf>,
     /// Only rules of this level or above: informational, low, medium, high, critical.
     #[arg(long, value_parser = parse_level)]
     min_level: Option<Level>,
@@ -38,7 +46,7 @@ pub struct HuntArgs {
     /// Write detections to this file instead of standard output.
     #[arg(long, short = 'o')]
     output: Option<PathBuf>,
-    /// Read every input as this format instead of recognising it: evtx, json, syslog, zeek.
+    /// Read every input as this format instead of recognising it: evtx, json, syslog, zeek, eml, access, squid, zimbra.
     #[arg(long, value_parser = parse_input_format)]
     input_format: Option<Format>,
     /// Worker threads (default: one per core).
@@ -57,8 +65,8 @@ fn parse_format(s: &str) -> Result<OutputFormat, String> {
     OutputFormat::parse(s).ok_or_else(|| format!("`{s}` is not an output format (table, json, jsonl, csv)"))
 }
 
-fn parse_input_format(s: &str) -> Result<Format, String> {
-    Format::from_name(s).ok_or_else(|| format!("`{s}` is not an input format (evtx, json, syslog, zeek)"))
+pub fn parse_input_format(s: &str) -> Result<Format, String> {
+    Format::from_name(s).ok_or_else(|| format!("`{s}` is not an input format (evtx, json, syslog, zeek, eml, access, squid, zimbra)"))
 }
 
 /// RFC 3339 (`2024-05-01T10:00:00Z`), or a civil date-time / date taken as UTC.
@@ -82,6 +90,9 @@ impl HuntArgs {
         HuntArgs {
             paths,
             rules,
+            no_builtin: false,
+            indicators: Vec::new(),
+            warninglists: Vec::new(),
             min_level: None,
             from: None,
             to: None,
@@ -106,32 +117,48 @@ pub fn run(args: HuntArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let tty = std::io::stderr().is_terminal() && !args.quiet;
 
-    let loaded = rules::load(&args.rules);
+    let options = DetectorOptions {
+        rules: args.rules.clone(),
+        no_builtin: args.no_builtin,
+        indicators: args.indicators.clone(),
+        warninglists: args.warninglists.clone(),
+        min_level: args.min_level,
+        undated: None,
+    };
+    let t0 = Instant::now();
+    let (detector, loaded) = detectors::build(&options)?;
     for (path, reason) in &loaded.unreadable {
         eprintln!("warning: rules: {}: {reason}", path.display());
     }
-    let report = loaded.rules.report().clone();
+    let report = &loaded.rules;
     if !args.quiet && !report.failed.is_empty() {
         eprintln!(
             "warning: {} rule(s) could not be loaded (run `nigehban rules check` for the list)",
             report.failed.len()
         );
     }
-    if loaded.rules.is_empty() {
-        bail!(
-            "no rules loaded from {}",
-            args.rules.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+    if !args.quiet
+        && let Some(intel) = &loaded.intel
+    {
+        eprintln!(
+            "indicators: {} loaded from {} file(s) ({} skipped, {} left out by {} warninglist(s)); ready in {:.1} s",
+            intel.loaded,
+            intel.files,
+            intel.skipped,
+            intel.suppressed.iter().map(|s| s.1).sum::<usize>(),
+            intel.warninglists,
+            t0.elapsed().as_secs_f64()
         );
+        for example in intel.skipped_examples.iter().take(5) {
+            eprintln!("  skipped {example}");
+        }
     }
     let figures = RuleFigures {
         loaded: report.loaded,
         correlations: report.correlations,
         failed: report.failed.len(),
-        below_min_level: args
-            .min_level
-            .map_or(0, |min| loaded.rules.rules().filter(|(_, r)| r.rule.level < min).count()),
+        below_min_level: loaded.below_min_level,
     };
-    let detector = SigmaDetector::new(std::sync::Arc::new(loaded.rules)).with_min_level(args.min_level);
 
     let (found, skipped) = inputs::discover(&args.paths, args.input_format);
     if found.is_empty() {

@@ -3,6 +3,7 @@
 mod admin;
 mod demo;
 mod hunt;
+mod parse;
 mod rules;
 mod serve;
 
@@ -24,8 +25,10 @@ enum Command {
     /// Operator commands (audit log verification).
     #[command(subcommand)]
     Admin(admin::AdminCommand),
-    /// Sweep files and folders of logs (EVTX, JSON, syslog, Zeek) with Sigma rules.
+    /// Sweep files and folders of logs with the built-in pack, Sigma rules and indicators.
     Hunt(hunt::HuntArgs),
+    /// Show what the readers make of log files: each event's fields, as JSON lines.
+    Parse(parse::ParseArgs),
     /// Work with rule sets.
     #[command(subcommand)]
     Rules(rules::RulesCommand),
@@ -39,6 +42,7 @@ fn main() -> std::process::ExitCode {
         Command::Admin(cmd) => admin::run(cmd),
         Command::Hunt(args) => hunt::run(args),
         Command::Rules(cmd) => rules::run(cmd),
+        Command::Parse(args) => parse::run(args),
     };
     match result {
         Ok(code) => code,

@@ -4,6 +4,7 @@
 //! missing corpus is a failure.
 
 mod corpus;
+mod incidents;
 mod oracle;
 mod prefilter;
 mod regression;
