@@ -63,6 +63,10 @@ pub struct ServerConfig {
     pub lockout_for: Duration,
     /// Sign-in attempts allowed per client address per minute.
     pub login_attempts_per_minute: u32,
+    /// How long an API token or session read from the database is trusted without reading it
+    /// again (zero: read it for every request). Revocations, sign-outs and account changes made
+    /// through this process take effect at once; made on another node, within this time.
+    pub auth_cache_ttl: Duration,
 }
 
 impl Default for ServerConfig {
@@ -75,6 +79,7 @@ impl Default for ServerConfig {
             lockout_after: 5,
             lockout_for: Duration::from_secs(15 * 60),
             login_attempts_per_minute: 20,
+            auth_cache_ttl: nigehban_store::DEFAULT_AUTH_CACHE_TTL,
         }
     }
 }
@@ -116,6 +121,7 @@ const TREE_TTL: Duration = Duration::from_secs(5);
 impl AppState {
     /// State over a store.
     pub fn new(store: Store, config: ServerConfig) -> Arc<AppState> {
+        store.set_auth_cache_ttl(config.auth_cache_ttl);
         Arc::new(AppState {
             store,
             config,

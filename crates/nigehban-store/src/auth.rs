@@ -6,6 +6,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::audit::{AuditEntry, append_audit};
+use crate::auth_cache::Cached;
 use crate::{Actor, Result, Store, StoreError, User, new_id, now_micros, on_read, on_write};
 
 /// A signed-in browser session.
@@ -92,6 +93,9 @@ impl TryFrom<TokenRow> for ApiToken {
     }
 }
 
+/// A token's "last used" time is written at most this often (microseconds).
+const TOUCH_EVERY: i64 = 60_000_000;
+
 const TOKEN_COLUMNS: &str =
     "id, org_id, created_by, name, role, scopes, prefix, created_at, expires_at, revoked_at, last_used_at";
 
@@ -116,8 +120,16 @@ impl Store {
     }
 
     /// The live session with this hash and its user (disabled users have none).
+    /// Read through the in-process cache (see [`Store::set_auth_cache_ttl`]).
     pub async fn session(&self, token_hash: &str) -> Result<Option<(Session, User)>> {
         let now = now_micros();
+        if let Some(Cached::Session(s, u)) = self.auth_cache.get(token_hash)
+            && s.expires_at > now
+            && !u.disabled
+        {
+            return Ok(Some((s, u)));
+        }
+        let ticket = self.auth_cache.ticket();
         let row: Option<(String, Uuid, String, i64, i64)> = on_read!(self, pool => {
             sqlx::query_as(
                 "SELECT token_hash, user_id, csrf_token, created_at, expires_at FROM sessions \
@@ -133,7 +145,9 @@ impl Store {
         if user.disabled {
             return Ok(None);
         }
-        Ok(Some((Session { token_hash, user: user.id, csrf_token, created_at, expires_at }, user)))
+        let session = Session { token_hash, user: user.id, csrf_token, created_at, expires_at };
+        self.auth_cache.put(ticket, &session.token_hash, Cached::Session(session.clone(), user.clone()));
+        Ok(Some((session, user)))
     }
 
     /// Ends a session.
@@ -141,6 +155,7 @@ impl Store {
         on_write!(self, pool, _d => {
             sqlx::query("DELETE FROM sessions WHERE token_hash = $1").bind(token_hash).execute(pool).await?;
         });
+        self.auth_cache.invalidate_session(token_hash);
         Ok(())
     }
 
@@ -197,15 +212,23 @@ impl Store {
         row.map(ApiToken::try_from).transpose()
     }
 
-    /// The token with this secret hash, if any (usable or not: the caller checks).
+    /// The token with this secret hash, if any (usable or not: the caller checks with
+    /// [`ApiToken::usable`] and the clock). Read through the in-process cache (see
+    /// [`Store::set_auth_cache_ttl`]).
     pub async fn token_by_hash(&self, token_hash: &str) -> Result<Option<ApiToken>> {
+        if let Some(Cached::Token(t)) = self.auth_cache.get(token_hash) {
+            return Ok(Some(t));
+        }
+        let ticket = self.auth_cache.ticket();
         let row: Option<TokenRow> = on_read!(self, pool => {
             sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE token_hash = $1")))
                 .bind(token_hash)
                 .fetch_optional(pool)
                 .await?
         });
-        row.map(ApiToken::try_from).transpose()
+        let Some(token) = row.map(ApiToken::try_from).transpose()? else { return Ok(None) };
+        self.auth_cache.put(ticket, token_hash, Cached::Token(token.clone()));
+        Ok(Some(token))
     }
 
     /// Tokens, optionally of one organisation, newest first.
@@ -238,17 +261,22 @@ impl Store {
             append_audit!(tx, d, actor, AuditEntry::new("token.revoke", "token", id, serde_json::json!({})));
             tx.commit().await?;
         });
+        self.auth_cache.invalidate_token(id);
         Ok(())
     }
 
-    /// Notes that a token was used (at most once a minute per token).
+    /// Notes that a token was used (at most once a minute per token; concurrent requests with a
+    /// cached copy of the token write it once).
     pub async fn touch_token(&self, id: Uuid) -> Result<()> {
         let now = now_micros();
+        if !self.auth_cache.claim_touch(id, now, TOUCH_EVERY) {
+            return Ok(());
+        }
         on_write!(self, pool, _d => {
             sqlx::query("UPDATE api_tokens SET last_used_at = $1 WHERE id = $2 AND (last_used_at IS NULL OR last_used_at < $3)")
                 .bind(now)
                 .bind(id)
-                .bind(now - 60_000_000)
+                .bind(now - TOUCH_EVERY)
                 .execute(pool)
                 .await?;
         });

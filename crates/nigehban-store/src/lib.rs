@@ -16,6 +16,7 @@
 
 mod audit;
 mod auth;
+mod auth_cache;
 mod objects;
 mod orgs;
 #[doc(hidden)]
@@ -24,6 +25,7 @@ mod users;
 
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
@@ -32,6 +34,7 @@ use uuid::Uuid;
 
 pub use audit::{AuditEntry, AuditQuery, AuditRecord, VerifyReport, chain_hash};
 pub use auth::{ApiToken, NewToken, Session};
+pub use auth_cache::DEFAULT_AUTH_CACHE_TTL;
 pub use objects::{NewObject, Object, ObjectFilter, ObjectUpdate};
 pub use orgs::{NewOrg, Org, OrgProfile, OrgUpdate};
 pub use users::{NewUser, User, UserUpdate};
@@ -132,12 +135,24 @@ impl Dialect {
     }
 }
 
-/// Runs `$body` with `$pool` bound to a pool for reading.
+/// Runs `$body` with `$pool` bound to a pool for reading (and `$d` to the dialect).
 macro_rules! on_read {
     ($store:expr, $pool:ident => $body:expr) => {
         match &$store.backend {
             $crate::Backend::Sqlite { read: $pool, .. } => $body,
             $crate::Backend::Postgres($pool) => $body,
+        }
+    };
+    ($store:expr, $pool:ident, $d:ident => $body:expr) => {
+        match &$store.backend {
+            $crate::Backend::Sqlite { read: $pool, .. } => {
+                let $d = $crate::Dialect::Sqlite;
+                $body
+            }
+            $crate::Backend::Postgres($pool) => {
+                let $d = $crate::Dialect::Postgres;
+                $body
+            }
         }
     };
 }
@@ -165,6 +180,8 @@ pub(crate) use {on_read, on_write};
 #[derive(Clone)]
 pub struct Store {
     pub(crate) backend: Backend,
+    /// Recently read API tokens and sessions (shared by the clones).
+    pub(crate) auth_cache: Arc<auth_cache::AuthCache>,
 }
 
 impl std::fmt::Debug for Store {
@@ -202,7 +219,7 @@ impl Store {
         sqlx::migrate!("migrations/sqlite").run(&write).await?;
         let readers = std::thread::available_parallelism().map_or(4, |n| n.get() * 2).max(4) as u32;
         let read = SqlitePoolOptions::new().max_connections(readers).connect_with(options.read_only(true)).await?;
-        Ok(Store { backend: Backend::Sqlite { read, write } })
+        Ok(Store { backend: Backend::Sqlite { read, write }, auth_cache: Arc::default() })
     }
 
     /// Connects to PostgreSQL (`postgres://…`) and migrates the database.
@@ -210,7 +227,16 @@ impl Store {
         let options = PgConnectOptions::from_str(url)?;
         let pool = PgPoolOptions::new().max_connections(32).connect_with(options).await?;
         sqlx::migrate!("migrations/postgres").run(&pool).await?;
-        Ok(Store { backend: Backend::Postgres(pool) })
+        Ok(Store { backend: Backend::Postgres(pool), auth_cache: Arc::default() })
+    }
+
+    /// How long API tokens and sessions read from the database are trusted without reading them
+    /// again ([`DEFAULT_AUTH_CACHE_TTL`] unless set; zero disables the cache). Changes made
+    /// through this store (any clone) take effect at once regardless; changes made by other
+    /// processes sharing the database (other nodes) within the TTL. Expiry is always checked
+    /// against the clock.
+    pub fn set_auth_cache_ttl(&self, ttl: Duration) {
+        self.auth_cache.set_ttl(ttl);
     }
 
     /// Which back end this is: `sqlite` or `postgres`.

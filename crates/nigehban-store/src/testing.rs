@@ -58,5 +58,7 @@ pub async fn execute_unchecked(store: &Store, sql: &str) -> Result<u64> {
         Backend::Sqlite { write, .. } => sqlx::query(sql).execute(write).await?.rows_affected(),
         Backend::Postgres(p) => sqlx::query(sql).execute(p).await?.rows_affected(),
     };
+    // The change may concern tokens, sessions or accounts the store cannot tell.
+    store.auth_cache.clear();
     Ok(n)
 }

@@ -218,6 +218,8 @@ impl Store {
             append_audit!(tx, d, actor, AuditEntry::new("user.update", "user", id, serde_json::Value::Object(changed)));
             tx.commit().await?;
         });
+        // Sessions carry the account (role, disabled): a cached copy must not outlive the change.
+        self.auth_cache.invalidate_user(id);
         Ok(user)
     }
 
@@ -251,6 +253,7 @@ impl Store {
             tx.commit().await?;
             locked
         });
+        self.auth_cache.invalidate_user(id);
         Ok(locked)
     }
 
@@ -267,6 +270,7 @@ impl Store {
             append_audit!(tx, d, actor, AuditEntry::new("user.login", "user", id, serde_json::json!({})));
             tx.commit().await?;
         });
+        self.auth_cache.invalidate_user(id);
         Ok(())
     }
 }

@@ -55,7 +55,8 @@ pub struct ServeArgs {
     #[arg(long, env = "NIGEHBAN_SECURE_COOKIES")]
     pub secure_cookies: bool,
     /// A YAML file with any of: listen, data, database, tls_cert, tls_key, secure_cookies,
-    /// session_hours, max_body_bytes, lockout_after, lockout_minutes, national_cert_name.
+    /// session_hours, max_body_bytes, lockout_after, lockout_minutes, auth_cache_seconds,
+    /// national_cert_name.
     #[arg(long, env = "NIGEHBAN_CONFIG")]
     pub config: Option<PathBuf>,
 }
@@ -74,6 +75,9 @@ struct FileConfig {
     max_body_bytes: Option<usize>,
     lockout_after: Option<i64>,
     lockout_minutes: Option<u64>,
+    /// How long API tokens and sessions are cached in the process (0: not at all). On several
+    /// nodes, a revocation made on one takes effect on the others within this time.
+    auth_cache_seconds: Option<u64>,
     national_cert_name: Option<String>,
 }
 
@@ -215,6 +219,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<std::process::ExitCode> {
         max_body_bytes: file.max_body_bytes.unwrap_or(defaults.max_body_bytes),
         lockout_after: file.lockout_after.unwrap_or(defaults.lockout_after),
         lockout_for: file.lockout_minutes.map_or(defaults.lockout_for, |m| Duration::from_secs(m * 60)),
+        auth_cache_ttl: file.auth_cache_seconds.map_or(defaults.auth_cache_ttl, Duration::from_secs),
         ..defaults
     };
     if let Some(tls) = &config.tls {

@@ -945,6 +945,90 @@ async fn credentials_csrf_tokens_and_lockout() {
     }
 }
 
+/// Tokens and sessions are cached for a while (here a minute) to spare the database; a change
+/// made through the server still takes effect on the next request, and expiry is never cached.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cached_credentials_end_at_once() {
+    for backend in backends() {
+        let config = ServerConfig { auth_cache_ttl: std::time::Duration::from_secs(60), ..ServerConfig::default() };
+        let w = world_on(TestServer::start_with(backend, config).await).await;
+        let base = w.server.base.clone();
+        let get = |path: &'static str, token: Option<String>, session: Option<Browser>| {
+            let base = base.clone();
+            async move {
+                let req = match (&session, token) {
+                    (Some(b), _) => b.http.get(format!("{base}{path}")),
+                    (None, Some(t)) => client().get(format!("{base}{path}")).bearer_auth(t),
+                    (None, None) => client().get(format!("{base}{path}")),
+                };
+                answer(req.send().await.unwrap()).await
+            }
+        };
+        let admin = Browser::login(&base, "bi-admin").await;
+
+        // A token used (so cached), then revoked through the web UI's form: refused at once.
+        let (id, secret) = add_token(w.server.store(), w.m, Role::OrgSecurityLead, &["*:read"], None).await;
+        for _ in 0..2 {
+            assert_eq!(get("/api/v1/incidents", Some(secret.clone()), None).await.status, 200, "{backend:?}");
+        }
+        let r = admin
+            .http
+            .post(format!("{base}/admin/tokens/{id}/revoke"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(format!("csrf={}", admin.csrf))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_redirection() || r.status().is_success(), "{backend:?}: revoking: {}", r.status());
+        let a = get("/api/v1/incidents", Some(secret), None).await;
+        assert_eq!((a.status, a.json["error"]["code"].as_str()), (401, Some("token_expired")), "{backend:?}: revoked");
+
+        // A token that expires while cached: refused once its time is up.
+        let soon = jiff::Timestamp::now().as_microsecond() + 1_500_000;
+        let (_, secret) = add_token(w.server.store(), w.m, Role::OrgSecurityLead, &["*:read"], Some(soon)).await;
+        assert_eq!(get("/api/v1/incidents", Some(secret.clone()), None).await.status, 200, "{backend:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(1_700)).await;
+        let a = get("/api/v1/incidents", Some(secret), None).await;
+        assert_eq!((a.status, a.json["error"]["code"].as_str()), (401, Some("token_expired")), "{backend:?}: expired");
+
+        // A session used (so cached): a role change shows at once; disabling the account ends it.
+        let reporter_path = format!("/api/v1/users/{}", w.reporter);
+        let reporter = Browser::login(&base, "bi-reporter").await;
+        for _ in 0..2 {
+            let a = get("/api/v1/me", None, Some(reporter.clone())).await;
+            assert_eq!((a.status, a.json["role"].as_str()), (200, Some("org_reporter")), "{backend:?}");
+        }
+        let r = admin.send("PATCH", &reporter_path, json_body(json!({"role": "org_security_lead"}))).await;
+        assert_eq!(r.status, 200, "{backend:?}: {:?}", r.json);
+        let a = get("/api/v1/me", None, Some(reporter.clone())).await;
+        assert_eq!(a.json["role"].as_str(), Some("org_security_lead"), "{backend:?}: the new role at once");
+        let r = admin.send("PATCH", &reporter_path, json_body(json!({"disabled": true}))).await;
+        assert_eq!(r.status, 200, "{backend:?}: {:?}", r.json);
+        assert_eq!(get("/api/v1/me", None, Some(reporter)).await.status, 401, "{backend:?}: disabled");
+
+        // Signing out ends the session at once.
+        for _ in 0..2 {
+            assert_eq!(get("/api/v1/me", None, Some(admin.clone())).await.status, 200);
+        }
+        assert_eq!(admin.send("POST", "/api/v1/auth/logout", None).await.status, 204);
+        assert_eq!(get("/api/v1/me", None, Some(admin)).await.status, 401, "{backend:?}: signed out");
+        w.server.stop().await;
+    }
+}
+
+/// With the cache turned off every request reads its token; everything works the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_without_the_cache() {
+    let config = ServerConfig { auth_cache_ttl: std::time::Duration::ZERO, ..ServerConfig::default() };
+    let w = world_on(TestServer::start_with(Backend::Sqlite, config).await).await;
+    let base = w.server.base.clone();
+    let get = || client().get(format!("{base}/api/v1/incidents")).bearer_auth(&w.lead_token).send();
+    assert_eq!(get().await.unwrap().status(), 200);
+    w.server.store().revoke_token(&Actor::system(), w.lead_token_id).await.unwrap();
+    assert_eq!(get().await.unwrap().status(), 401);
+    w.server.stop().await;
+}
+
 // ---------------------------------------------------------------------------------------------
 // The OpenAPI document
 

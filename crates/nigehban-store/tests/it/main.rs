@@ -2,6 +2,7 @@
 //! `NIGEHBAN_TEST_PG` is set (`.ci/run` sets it).
 
 mod audit;
+mod auth;
 mod objects;
 mod tree_and_users;
 
@@ -32,6 +33,15 @@ impl Backends {
             None => eprintln!("notice: NIGEHBAN_TEST_PG not set; store tests run on SQLite only"),
         }
         Backends { stores, pg, _dir: dir }
+    }
+
+    /// Another store over the same database as `stores[i]`, as a second node would open it.
+    pub async fn second_node(&self, i: usize) -> Store {
+        match (i, &self.pg) {
+            (0, _) => Store::open_sqlite(self._dir.path()).await.unwrap(),
+            (_, Some(db)) => Store::open_postgres(&db.url).await.unwrap(),
+            (_, None) => panic!("no store {i}"),
+        }
     }
 
     pub async fn cleanup(self) {
