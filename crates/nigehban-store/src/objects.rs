@@ -2,8 +2,6 @@
 //! indicators, sightings, engagements) shares one envelope — kind, owner, TLP, named recipients,
 //! assignees, shares — and carries its kind's content as JSON.
 
-use std::collections::HashMap;
-
 use nigehban_policy::{
     Action, Kind, Marking, Principal, Role, Share, ShareTarget, Tlp, Tree, can, read_scope, shares_kept,
 };
@@ -11,7 +9,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::audit::{AuditEntry, append_audit};
-use crate::{Actor, Page, Result, Store, StoreError, new_id, now_micros, on_read, on_write};
+use crate::{Actor, Dialect, Page, Result, Store, StoreError, new_id, now_micros, on_read, on_write};
 
 /// A marked object.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -99,21 +97,41 @@ struct ObjectRow {
     created_at: i64,
     updated_at: i64,
     version: i64,
+    /// The recipients' ids, comma-separated (NULL: none).
+    recipients: Option<String>,
+    /// The assignees' ids, comma-separated.
+    assignees: Option<String>,
+    /// The shares, comma-separated, each `by target target_org` (target_org empty unless
+    /// the target is `org`).
+    shares: Option<String>,
 }
 
-/// A row of the recipients (`r`), assignees (`a`) or shares (`s`) of objects: `who` is the
-/// user, or the sharing CERT.
-#[derive(sqlx::FromRow)]
-struct MarkingRow {
-    what: String,
-    object_id: Uuid,
-    who: Uuid,
-    target: Option<String>,
-    target_org: Option<Uuid>,
-}
-
+/// The envelope's columns of `objects o`.
 const OBJECT_COLUMNS: &str =
     "o.id, o.kind, o.owner_org, o.tlp, o.title, o.body, o.created_by, o.created_at, o.updated_at, o.version";
+
+/// The recipients, assignees and shares of `o`, aggregated into one text column each, so that a
+/// page of objects is one query (each query is a round trip to a connection's thread).
+fn marking_columns(d: Dialect) -> &'static str {
+    match d {
+        Dialect::Sqlite => {
+            "(SELECT group_concat(hex(x.user_id), ',' ORDER BY x.user_id) FROM object_recipients x \
+               WHERE x.object_id = o.id) AS recipients, \
+             (SELECT group_concat(hex(x.user_id), ',' ORDER BY x.user_id) FROM object_assignees x \
+               WHERE x.object_id = o.id) AS assignees, \
+             (SELECT group_concat(hex(x.by_org) || ' ' || x.target || ' ' || coalesce(hex(x.target_org), ''), ',' \
+               ORDER BY x.created_at, x.by_org) FROM object_shares x WHERE x.object_id = o.id) AS shares"
+        }
+        Dialect::Postgres => {
+            "(SELECT string_agg(x.user_id::text, ',' ORDER BY x.user_id) FROM object_recipients x \
+               WHERE x.object_id = o.id) AS recipients, \
+             (SELECT string_agg(x.user_id::text, ',' ORDER BY x.user_id) FROM object_assignees x \
+               WHERE x.object_id = o.id) AS assignees, \
+             (SELECT string_agg(x.by_org::text || ' ' || x.target || ' ' || coalesce(x.target_org::text, ''), ',' \
+               ORDER BY x.created_at, x.by_org) FROM object_shares x WHERE x.object_id = o.id) AS shares"
+        }
+    }
+}
 
 fn share_columns(s: &Share) -> (&'static str, Option<Uuid>) {
     match s.target {
@@ -123,9 +141,37 @@ fn share_columns(s: &Share) -> (&'static str, Option<Uuid>) {
     }
 }
 
+fn parse_id(object: Uuid, what: &str, s: &str) -> Result<Uuid> {
+    Uuid::try_parse(s).map_err(|_| StoreError::Corrupt(format!("{what} of {object}: {s:?} is not an id")))
+}
+
+fn parse_ids(object: Uuid, what: &str, list: Option<&str>) -> Result<Vec<Uuid>> {
+    list.map_or(Ok(Vec::new()), |l| l.split(',').map(|s| parse_id(object, what, s)).collect())
+}
+
+fn parse_shares(object: Uuid, list: Option<&str>) -> Result<Vec<Share>> {
+    let Some(list) = list else { return Ok(Vec::new()) };
+    list.split(',')
+        .map(|s| {
+            let mut parts = s.split(' ');
+            let (Some(by), Some(target), Some(org), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+            else {
+                return Err(StoreError::Corrupt(format!("share of {object}: {s:?}")));
+            };
+            let by = parse_id(object, "share", by)?;
+            let target = match (target, org) {
+                ("org", org) if !org.is_empty() => ShareTarget::Org(parse_id(object, "share", org)?),
+                ("community", "") => ShareTarget::Community,
+                ("public", "") => ShareTarget::Public,
+                _ => return Err(StoreError::Corrupt(format!("share of {object}: target {target:?} {org:?}"))),
+            };
+            Ok(Share { by, target })
+        })
+        .collect()
+}
+
 fn row_to_object(r: ObjectRow) -> Result<Object> {
     Ok(Object {
-        id: r.id,
         kind: r.kind.parse().map_err(StoreError::Corrupt)?,
         owner: r.owner_org,
         tlp: r.tlp.parse().map_err(|e: nigehban_policy::TlpError| StoreError::Corrupt(e.to_string()))?,
@@ -135,9 +181,10 @@ fn row_to_object(r: ObjectRow) -> Result<Object> {
         created_at: r.created_at,
         updated_at: r.updated_at,
         version: r.version,
-        recipients: Vec::new(),
-        assignees: Vec::new(),
-        shares: Vec::new(),
+        recipients: parse_ids(r.id, "recipient", r.recipients.as_deref())?,
+        assignees: parse_ids(r.id, "assignee", r.assignees.as_deref())?,
+        shares: parse_shares(r.id, r.shares.as_deref())?,
+        id: r.id,
     })
 }
 
@@ -237,63 +284,18 @@ impl Store {
         })
     }
 
-    /// Loads recipients, assignees and shares of the objects.
-    async fn fill_markings(&self, objects: &mut [Object]) -> Result<()> {
-        if objects.is_empty() {
-            return Ok(());
-        }
-        let ids: Vec<Uuid> = objects.iter().map(|o| o.id).collect();
-        // One query for the three tables (each query is a round trip to a connection's thread).
-        let rows: Vec<MarkingRow> = on_read!(self, pool => {
-            let mut qb = sqlx::QueryBuilder::new(
-                "SELECT 'r' AS what, object_id, user_id AS who, CAST(NULL AS TEXT) AS target, \
-                 CAST(NULL AS UUID) AS target_org, 0 AS created_at FROM object_recipients WHERE object_id IN (",
-            );
-            let mut sep = qb.separated(", ");
-            for id in &ids { sep.push_bind(*id); }
-            qb.push(") UNION ALL SELECT 'a', object_id, user_id, CAST(NULL AS TEXT), CAST(NULL AS UUID), 0 \
-                      FROM object_assignees WHERE object_id IN (");
-            let mut sep = qb.separated(", ");
-            for id in &ids { sep.push_bind(*id); }
-            qb.push(") UNION ALL SELECT 's', object_id, by_org, target, target_org, created_at \
-                      FROM object_shares WHERE object_id IN (");
-            let mut sep = qb.separated(", ");
-            for id in &ids { sep.push_bind(*id); }
-            qb.push(") ORDER BY created_at, who");
-            qb.build_query_as().fetch_all(pool).await?
-        });
-        let index: HashMap<Uuid, usize> = objects.iter().enumerate().map(|(i, o)| (o.id, i)).collect();
-        for r in rows {
-            let Some(i) = index.get(&r.object_id) else { continue };
-            match r.what.as_str() {
-                "r" => objects[*i].recipients.push(r.who),
-                "a" => objects[*i].assignees.push(r.who),
-                _ => {
-                    let target = match (r.target.as_deref(), r.target_org) {
-                        (Some("org"), Some(o)) => ShareTarget::Org(o),
-                        (Some("community"), _) => ShareTarget::Community,
-                        (Some("public"), _) => ShareTarget::Public,
-                        (other, _) => {
-                            return Err(StoreError::Corrupt(format!("share of {}: target {other:?}", r.object_id)));
-                        }
-                    };
-                    objects[*i].shares.push(Share { by: r.who, target });
-                }
-            }
-        }
-        Ok(())
-    }
-
     /// One object, with its marking (the caller applies the policy).
     pub async fn object(&self, id: Uuid) -> Result<Option<Object>> {
-        let row: Option<ObjectRow> = on_read!(self, pool => {
-            sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {OBJECT_COLUMNS} FROM objects o WHERE o.id = $1"))).bind(id).fetch_optional(pool).await?
+        let row: Option<ObjectRow> = on_read!(self, pool, d => {
+            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT {OBJECT_COLUMNS}, {} FROM objects o WHERE o.id = $1",
+                marking_columns(d)
+            )))
+            .bind(id)
+            .fetch_optional(pool)
+            .await?
         });
-        let Some(row) = row else { return Ok(None) };
-        let mut objects = [row_to_object(row)?];
-        self.fill_markings(&mut objects).await?;
-        let [o] = objects;
-        Ok(Some(o))
+        row.map(row_to_object).transpose()
     }
 
     /// The objects the principal may list, newest first, `limit` at a time after `before`.
@@ -312,8 +314,12 @@ impl Store {
             return Ok(Page { items: Vec::new(), next: None });
         }
         let limit = limit.clamp(1, 500);
-        let rows: Vec<ObjectRow> = on_read!(self, pool => {
-            let mut qb = sqlx::QueryBuilder::new(format!("SELECT {OBJECT_COLUMNS} FROM objects o WHERE o.kind IN ("));
+        // The page is chosen in the inner query; the outer one adds the markings of its rows only.
+        let rows: Vec<ObjectRow> = on_read!(self, pool, d => {
+            let mut qb = sqlx::QueryBuilder::new(format!(
+                "SELECT {OBJECT_COLUMNS}, {} FROM (SELECT {OBJECT_COLUMNS} FROM objects o WHERE o.kind IN (",
+                marking_columns(d)
+            ));
             let mut sep = qb.separated(", ");
             for k in &kinds { sep.push_bind(k.as_str()); }
             qb.push(") AND (");
@@ -368,12 +374,12 @@ impl Store {
             }
             qb.push(" ORDER BY o.id DESC LIMIT ");
             qb.push_bind(i64::from(limit) + 1);
+            qb.push(") o ORDER BY o.id DESC");
             qb.build_query_as().fetch_all(pool).await?
         });
         let more = rows.len() > limit as usize;
         let mut items: Vec<Object> = rows.into_iter().take(limit as usize).map(row_to_object).collect::<Result<_>>()?;
         let next = if more { items.last().map(|o| o.id) } else { None };
-        self.fill_markings(&mut items).await?;
         let before_check = items.len();
         items.retain(|o| can(who, tree, &o.marking(), Action::List).allowed());
         if items.len() != before_check {

@@ -132,3 +132,72 @@ async fn lists_follow_the_policy_and_raising_the_tlp_withdraws_shares() {
     }
     b.cleanup().await;
 }
+
+#[tokio::test]
+async fn a_page_carries_each_objects_recipients_assignees_and_shares() {
+    let b = Backends::new().await;
+    for s in &b.stores {
+        let n = org(s, OrgKind::National, "ncert", &[]).await;
+        let p = org(s, OrgKind::ProvincialCert, "pcert", &[n]).await;
+        let m = org(s, OrgKind::Organisation, "ministry", &[p]).await;
+        let m2 = org(s, OrgKind::Organisation, "ministry2", &[p]).await;
+        let firm = org(s, OrgKind::AuditFirm, "auditco", &[]).await;
+        let lead = user(s, m, "lead", Role::OrgSecurityLead).await;
+        let manager = user(s, p, "manager", Role::CertManager).await;
+        let analyst = user(s, p, "analyst", Role::CertAnalyst).await;
+        let aud1 = user(s, firm, "aud1", Role::Auditor).await;
+        let aud2 = user(s, firm, "aud2", Role::Auditor).await;
+        let tree = s.tree().await.unwrap();
+        let actor = Actor { user: Some(lead), org: Some(m), ..Actor::system() };
+        let new = |kind, tlp, recipients: Vec<_>, assignees: Vec<_>| NewObject {
+            kind,
+            owner: m,
+            tlp,
+            title: "t".into(),
+            body: serde_json::json!({"n": 1, "nested": {"a": [1, 2]}}),
+            created_by: Some(lead),
+            recipients,
+            assignees,
+        };
+        let red = s
+            .create_object(&actor, &tree, new(Kind::Engagement, Tlp::Red, vec![manager, analyst], vec![aud2, aud1]))
+            .await
+            .unwrap();
+        let green = s.create_object(&actor, &tree, new(Kind::Engagement, Tlp::Green, vec![], vec![])).await.unwrap();
+        let bare = s.create_object(&actor, &tree, new(Kind::Engagement, Tlp::Amber, vec![], vec![aud1])).await.unwrap();
+        let mgr_actor = Actor { user: Some(manager), org: Some(p), ..Actor::system() };
+        let shares = [ShareTarget::Org(m2), ShareTarget::Community, ShareTarget::Public];
+        for target in shares {
+            s.share_object(&mgr_actor, green.id, Share { by: p, target }).await.unwrap();
+        }
+        let sorted = |mut v: Vec<uuid::Uuid>| {
+            v.sort();
+            v
+        };
+        let chain_manager = Principal { user: Some(manager), org: p, role: Role::CertManager, scopes: None };
+        let page = s.list_objects(&chain_manager, &tree, &ObjectFilter::default(), None, 10).await.unwrap();
+        let ids: Vec<_> = page.items.iter().map(|o| o.id).collect();
+        assert_eq!(ids, vec![bare.id, green.id, red.id]);
+        for listed in &page.items {
+            let single = s.object(listed.id).await.unwrap().unwrap();
+            assert_eq!(&single, listed, "a page and a read agree");
+        }
+        let [l_bare, l_green, l_red] = &page.items[..] else { unreachable!() };
+        assert_eq!(l_red.recipients, sorted(vec![manager, analyst]));
+        assert_eq!(l_red.assignees, sorted(vec![aud1, aud2]));
+        assert!(l_red.shares.is_empty());
+        assert_eq!(l_red.body, serde_json::json!({"n": 1, "nested": {"a": [1, 2]}}));
+        assert!(l_green.recipients.is_empty() && l_green.assignees.is_empty());
+        let want: Vec<Share> = shares.iter().map(|&target| Share { by: p, target }).collect();
+        assert_eq!(l_green.shares, want, "in the order they were made");
+        assert_eq!(l_bare.assignees, vec![aud1]);
+        // An assigned auditor's list (filtered on assignments) carries the same markings.
+        let auditor = Principal { user: Some(aud1), org: firm, role: Role::Auditor, scopes: None };
+        let page = s.list_objects(&auditor, &tree, &ObjectFilter::default(), None, 10).await.unwrap();
+        let ids: Vec<_> = page.items.iter().map(|o| o.id).collect();
+        assert_eq!(ids, vec![bare.id], "not named on the RED one");
+        assert_eq!(page.items[0].assignees, vec![aud1]);
+        assert!(s.object(uuid::Uuid::now_v7()).await.unwrap().is_none());
+    }
+    b.cleanup().await;
+}
