@@ -22,6 +22,11 @@ pub struct SigmaDetector {
 /// Fields every Windows detection shows, before the rule's own.
 const COMMON_FIELDS: &[&str] = &["EventID", "Channel"];
 
+/// The entities a detection names after the rule's own fields, when the event has them
+/// (normalized names, docs/fields.md): who, from where, to where, on what.
+const ENTITY_FIELDS: &[&str] =
+    &["user.name", "source.ip", "destination.ip", "destination.port", "cloud.provider", "target.name", "url.original"];
+
 fn rule_info(engine: Engine, r: &nigehban_sigma::Rule, path: &str, key_fields: Vec<String>) -> Arc<RuleInfo> {
     Arc::new(RuleInfo {
         engine,
@@ -42,7 +47,7 @@ impl SigmaDetector {
                 let r = &loaded.rule;
                 let mut key_fields: Vec<String> = COMMON_FIELDS.iter().map(|s| s.to_string()).collect();
                 let own = if r.fields.is_empty() { detection_fields(&r.detection) } else { r.fields.clone() };
-                for f in own {
+                for f in own.into_iter().chain(ENTITY_FIELDS.iter().map(|s| s.to_string())) {
                     if !key_fields.contains(&f) {
                         key_fields.push(f);
                     }

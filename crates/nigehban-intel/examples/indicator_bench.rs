@@ -3,6 +3,8 @@
 //! random-looking values); nothing is read from outside.
 //!
 //!   cargo run --release -p nigehban-intel --example indicator_bench [count]
+//!   cargo run --release -p nigehban-intel --example indicator_bench [count] FILE   (write the
+//!   indicators to FILE as a plain list, for bench/hunt-mixed.sh, and stop)
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Instant;
@@ -80,6 +82,13 @@ fn main() {
     }
     bundle.push_str("]}");
     let plain = values.join("\n");
+    // `indicator_bench N FILE`: write the indicators as a plain list (one value per line) for
+    // the mixed-format hunt benchmark, and stop.
+    if let Some(path) = std::env::args().nth(2) {
+        std::fs::write(&path, format!("{plain}\n")).expect("writing the list");
+        eprintln!("{n} indicators written to {path}");
+        return;
+    }
 
     let rss_before = rss_kib();
     let t = Instant::now();

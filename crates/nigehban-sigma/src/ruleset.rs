@@ -176,10 +176,19 @@ impl RuleSetBuilder {
         let mut by_channel: HashMap<String, ChannelLists> = HashMap::new();
         let mut by_product: HashMap<Product, Vec<u32>> = HashMap::new();
         let mut any_product: Vec<u32> = Vec::new();
+        // Variants for one data set of docs/fields.md (`event.dataset`): only events that name
+        // that data set can meet them, so they are kept out of every other bucket.
+        let mut by_dataset: HashMap<String, Vec<u32>> = HashMap::new();
         let mut needles = Vec::with_capacity(self.variants.len());
         for (i, cv) in self.variants.iter().enumerate() {
             let i = i as u32;
             needles.push(cv.detection.needles());
+            if let Some((_, sets)) = cv.variant.conditions.iter().find(|(f, _)| f == "event.dataset") {
+                for d in sets {
+                    by_dataset.entry(d.clone()).or_default().push(i);
+                }
+                continue;
+            }
             let products = LogSourceTable::builtin().resolve(&self.rules[cv.rule.0 as usize].rule.logsource).products;
             match cv.variant.channels() {
                 Some(channels) => {
@@ -226,12 +235,14 @@ impl RuleSetBuilder {
             })
             .collect();
         let products = PRODUCTS.map(|p| joined(&[product_list(p), &any_product]));
+        let by_dataset = by_dataset.into_iter().map(|(d, list)| (d.into_boxed_str(), Bucket::new(list))).collect();
         RuleSet {
             rules: self.rules,
             variants: self.variants,
             needles,
             by_channel: channels,
             by_product: products,
+            by_dataset,
             automata: Automata::default(),
             correlations,
             report: self.report,
@@ -531,6 +542,9 @@ pub struct RuleSet {
     by_channel: HashMap<Box<str>, ChannelBuckets>,
     /// Per product (in [`PRODUCTS`] order): for events not taken by a channel.
     by_product: [Bucket; 4],
+    /// Per data set (`event.dataset`, lowercase): the variants of rules routed by it, met in
+    /// addition to the event's own bucket.
+    by_dataset: HashMap<Box<str>, Bucket>,
     automata: Automata,
     correlations: Vec<(LoadedRule, CorrelationRule)>,
     report: LoadReport,
@@ -590,9 +604,25 @@ impl RuleSet {
         }
     }
 
+    /// The bucket of the event's data set, when rules are routed by it.
+    fn dataset_bucket(&self, event: &Event) -> Option<&Bucket> {
+        if self.by_dataset.is_empty() {
+            return None;
+        }
+        let d = event.get_exact("event.dataset")?.as_lower_text()?;
+        self.by_dataset.get(&*d)
+    }
+
     /// Appends to `out` the rules that match `event` (each at most once).
     pub fn matches(&self, event: &Event, out: &mut Vec<RuleId>) {
-        let bucket = self.bucket(event);
+        let start = out.len();
+        self.match_bucket(self.bucket(event), event, start, out);
+        if let Some(b) = self.dataset_bucket(event) {
+            self.match_bucket(b, event, start, out);
+        }
+    }
+
+    fn match_bucket(&self, bucket: &Bucket, event: &Event, start: usize, out: &mut Vec<RuleId>) {
         if bucket.variants.is_empty() {
             return;
         }
@@ -607,7 +637,6 @@ impl RuleSet {
             possible.clear();
             possible.extend_from_slice(&plan.always);
             plan.scan(event, possible, &self.automata);
-            let start = out.len();
             for (k, &word) in possible.iter().enumerate() {
                 let mut w = word;
                 while w != 0 {
@@ -625,7 +654,8 @@ impl RuleSet {
     /// prefilter never changes a result.
     pub fn matches_unfiltered(&self, event: &Event, out: &mut Vec<RuleId>) {
         let start = out.len();
-        for &v in self.bucket(event).variants.iter() {
+        let dataset = self.dataset_bucket(event).map_or(&[][..], |b| &b.variants[..]);
+        for &v in self.bucket(event).variants.iter().chain(dataset) {
             self.evaluate(v, event, start, out);
         }
     }
