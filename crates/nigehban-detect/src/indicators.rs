@@ -144,12 +144,16 @@ impl Detector for IndicatorDetector {
         }
         let at = event.timestamp.map_or(self.undated, |t| t.as_microsecond());
         let mut lower = String::new();
+        // One detection per indicator and event, however many fields carry it (a parser's
+        // `oip` and the normalized `source.ip` hold the same address).
+        let first = out.detections.len();
         for f in event.fields() {
             lower.clear();
             lower.extend(f.name.chars().map(|c| c.to_ascii_lowercase()));
             let mut one = |v: &Value| -> bool {
                 if let Value::Str(t) = v
                     && let Some(hit) = self.check(&lower, t.as_str(), at)
+                    && !out.detections[first..].iter().any(|d| d.fields.get(1).is_some_and(|i| i.1 == hit.indicator))
                 {
                     out.detections.push(self.detection(event, source, &f.name, t.as_str(), hit));
                 }
@@ -211,5 +215,13 @@ mod tests {
         assert_eq!(hits(&d, &event(&[("url", "http://cdn.evil.example/a")])), vec!["evil.example"]);
         // A domain in a field that is not a host name is not looked up.
         assert!(hits(&d, &event(&[("CommandLine", "ping evil.example")])).is_empty());
+        // Every element of a list is looked at; an indicator in two fields is one detection.
+        let mut e = event(&[("oip", "192.168.0.4"), ("source.ip", "192.168.0.4")]);
+        e.set("answers", Value::List(vec![Value::str("x.example"), Value::str("d41d8cd98f00b204e9800998ecf8427e")]));
+        e.set("TTLs", Value::List(vec![Value::str("10.0.0.1"), Value::str("192.168.0.4")]));
+        assert_eq!(hits(&d, &e), vec!["192.168.0.4"]);
+        let mut e = event(&[("query", "a.example")]);
+        e.set("answers", Value::List(vec![Value::str("10.0.0.1"), Value::str("192.168.0.4")]));
+        assert_eq!(hits(&d, &e), vec!["192.168.0.4"]);
     }
 }
