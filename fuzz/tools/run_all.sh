@@ -13,9 +13,11 @@ mkdir -p "$LOGDIR"
 declare -A DICT=(
   [evtx_chunk]=dict/evtx.dict [json_reader]=dict/json.dict [syslog_reader]=dict/syslog.dict
   [zeek_reader]=dict/zeek.dict [sigma_rule]=dict/sigma.dict [sigma_condition]=dict/sigma_condition.dict
+  [eml_message]=dict/eml.dict [cloud_json]=dict/cloud.dict [syslog_apps]=dict/syslog.dict
 )
 targets=("$@")
-[ ${#targets[@]} -eq 0 ] && targets=(evtx_chunk json_reader syslog_reader zeek_reader sigma_rule sigma_condition)
+# Every target of Cargo.toml, in its order.
+[ ${#targets[@]} -eq 0 ] && mapfile -t targets < <(sed -n 's/^name = "\([a-z_0-9]*\)"$/\1/p' Cargo.toml | grep -v '^nigehban-fuzz$')
 for t in "${targets[@]}"; do
   mkdir -p "corpus/$t"
   extra=()
