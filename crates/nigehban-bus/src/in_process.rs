@@ -271,3 +271,56 @@ impl Acker {
         self.shared.ack(sequence);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bus(max_messages: usize, max_bytes: u64) -> InProcessBus {
+        InProcessBus::new(BusConfig { max_messages, max_bytes, max_message_bytes: 100, ..BusConfig::default() })
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn bytes_are_bounded_and_freed_by_acknowledgements() {
+        let bus = bus(100, 250);
+        let org = OrgId::new("org").unwrap();
+        let hundred = Bytes::from(vec![b'x'; 100]);
+        bus.try_publish(&org, hundred.clone()).unwrap();
+        bus.try_publish(&org, hundred.clone()).unwrap();
+        assert!(matches!(bus.try_publish(&org, hundred.clone()), Err(BusError::Full(_))));
+        // A smaller message still fits.
+        bus.try_publish(&org, Bytes::from(vec![b'y'; 50])).unwrap();
+        assert_eq!(bus.len(), 3);
+
+        let consumer = bus.consumer(&ConsumerName::new("c").unwrap(), Filter::All).unwrap();
+        let batch = consumer.fetch(1, Duration::ZERO).await.unwrap();
+        assert_eq!(batch.len(), 1);
+        batch[0].ack().await.unwrap();
+        // Acknowledging twice changes nothing.
+        batch[0].ack().await.unwrap();
+        assert_eq!(bus.len(), 2);
+        bus.try_publish(&org, hundred).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_message_larger_than_the_queue_is_refused_not_awaited() {
+        let bus = bus(100, 60);
+        let org = OrgId::new("org").unwrap();
+        let result = bus.publish(&org, Bytes::from(vec![b'x'; 61])).await;
+        assert!(matches!(result, Err(BusError::TooLarge { size: 61, limit: 60 })), "{result:?}");
+    }
+
+    #[tokio::test]
+    async fn messages_without_a_matching_consumer_wait_for_one() {
+        let bus = bus(100, 1000);
+        let (a, b) = (OrgId::new("a").unwrap(), OrgId::new("b").unwrap());
+        bus.try_publish(&b, Bytes::from_static(b"for b")).unwrap();
+        let only_a = bus.consumer(&ConsumerName::new("a").unwrap(), Filter::Organisation(a)).unwrap();
+        assert!(only_a.fetch(10, Duration::from_millis(10)).await.unwrap().is_empty());
+        let only_b = bus.consumer(&ConsumerName::new("b").unwrap(), Filter::Organisation(b)).unwrap();
+        let batch = only_b.fetch(10, Duration::ZERO).await.unwrap();
+        assert_eq!(batch.len(), 1);
+        assert_eq!(batch[0].payload().as_ref(), b"for b");
+    }
+}

@@ -198,7 +198,8 @@ impl JetStreamBus {
 
     /// Opens the durable pull consumer `name`, creating it when missing (explicit acks,
     /// `ack_wait` from the configuration). An existing consumer with another filter, or a
-    /// filter overlapping another consumer's, is a [`BusError::ConsumerConflict`].
+    /// filter overlapping another consumer's, is a [`BusError::ConsumerConflict`]. An existing
+    /// consumer keeps the ack wait it was created with.
     pub async fn consumer(&self, name: &ConsumerName, filter: Filter) -> Result<JetStreamConsumer, BusError> {
         let filter_subject = self.inner.subjects.filter(&filter);
         let stream = self
