@@ -97,7 +97,9 @@ impl Bus {
     }
 
     /// Publishes one message for `org`, waiting while the bus is full; returns once the
-    /// message is durable.
+    /// message is durable. The wait has no end of its own: a caller that must answer (an HTTP
+    /// ingest, say) puts a timeout around it and pushes back on its own sender. Retrying after
+    /// an error may store the message twice (at-least-once).
     pub async fn publish(&self, org: &OrgId, payload: Bytes) -> Result<PublishAck, BusError> {
         match self {
             Bus::InProcess(bus) => bus.publish(org, payload).await,
