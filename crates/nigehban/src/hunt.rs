@@ -66,7 +66,8 @@ fn parse_format(s: &str) -> Result<OutputFormat, String> {
 }
 
 pub fn parse_input_format(s: &str) -> Result<Format, String> {
-    Format::from_name(s).ok_or_else(|| format!("`{s}` is not an input format (evtx, json, syslog, zeek, eml, access, squid, zimbra)"))
+    Format::from_name(s)
+        .ok_or_else(|| format!("`{s}` is not an input format (evtx, json, syslog, zeek, eml, access, squid, zimbra)"))
 }
 
 /// RFC 3339 (`2024-05-01T10:00:00Z`), or a civil date-time / date taken as UTC.
