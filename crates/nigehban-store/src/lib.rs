@@ -218,7 +218,20 @@ impl Store {
         let write = SqlitePoolOptions::new().max_connections(1).connect_with(options.clone()).await?;
         sqlx::migrate!("migrations/sqlite").run(&write).await?;
         let readers = std::thread::available_parallelism().map_or(4, |n| n.get() * 2).max(4) as u32;
-        let read = SqlitePoolOptions::new().max_connections(readers).connect_with(options.read_only(true)).await?;
+        // A page (at most 501 rows) fits the row channel, so the connection's thread never waits
+        // for the request to take rows before it can finish the query.
+        let read = SqlitePoolOptions::new()
+            .max_connections(readers)
+            .connect_with(options.read_only(true).row_buffer_size(512))
+            .await?;
+        let (lean,): (bool,) =
+            sqlx::query_as("SELECT sqlite_compileoption_used('DEFAULT_MEMSTATUS=0')").fetch_one(&read).await?;
+        if !lean {
+            tracing::warn!(
+                message = "This build's SQLite keeps memory statistics (SQLITE_DEFAULT_MEMSTATUS=0 was not set when \
+                           it was built; see .cargo/config.toml): reads under load contend on its global lock."
+            );
+        }
         Ok(Store { backend: Backend::Sqlite { read, write }, auth_cache: Arc::default() })
     }
 
@@ -268,4 +281,23 @@ impl Store {
 /// A fresh time-ordered identifier.
 pub fn new_id() -> Uuid {
     Uuid::now_v7()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The workspace builds SQLite without its memory statistics (`.cargo/config.toml`): with
+    /// them, every allocation inside SQLite takes a process-wide lock that reads under load
+    /// contend for.
+    #[tokio::test]
+    async fn sqlite_is_built_without_memory_statistics() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_sqlite(dir.path()).await.unwrap();
+        let Backend::Sqlite { read, .. } = &store.backend else { unreachable!() };
+        let (lean,): (bool,) =
+            sqlx::query_as("SELECT sqlite_compileoption_used('DEFAULT_MEMSTATUS=0')").fetch_one(read).await.unwrap();
+        assert!(lean, "LIBSQLITE3_FLAGS from .cargo/config.toml did not reach the SQLite build");
+        store.close().await;
+    }
 }

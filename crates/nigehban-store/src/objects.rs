@@ -6,6 +6,7 @@ use nigehban_policy::{
     Action, Kind, Marking, Principal, Role, Share, ShareTarget, Tlp, Tree, can, read_scope, shares_kept,
 };
 use serde::Serialize;
+use sqlx::QueryBuilder;
 use uuid::Uuid;
 
 use crate::audit::{AuditEntry, append_audit};
@@ -131,6 +132,37 @@ fn marking_columns(d: Dialect) -> &'static str {
                ORDER BY x.created_at, x.by_org) FROM object_shares x WHERE x.object_id = o.id) AS shares"
         }
     }
+}
+
+/// Values the SQLite planner looks up in its statistics (`sqlite_stat4`, after `ANALYZE`) when
+/// they are bound make SQLite re-prepare the statement at every execution. On SQLite these
+/// values are written into the SQL as literals — UUIDs as blob literals, names from fixed
+/// enumerations — so that a principal's list is one prepared statement, reused; PostgreSQL
+/// binds them. User text (search words) and the cursor stay bound on both; the page size is
+/// written out on both.
+fn push_id<DB>(qb: &mut QueryBuilder<DB>, d: Dialect, id: Option<Uuid>)
+where
+    DB: sqlx::Database,
+    for<'t> Option<Uuid>: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+{
+    match (d, id) {
+        (Dialect::Sqlite, Some(id)) => qb.push(format_args!("X'{}'", id.simple())),
+        (Dialect::Sqlite, None) => qb.push("NULL"),
+        (Dialect::Postgres, id) => qb.push_bind(id),
+    };
+}
+
+/// A name from a fixed enumeration (a kind, a TLP), as [`push_id`] does.
+fn push_name<DB>(qb: &mut QueryBuilder<DB>, d: Dialect, name: &'static str)
+where
+    DB: sqlx::Database,
+    for<'t> &'static str: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+{
+    let plain = name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'_');
+    match d {
+        Dialect::Sqlite if plain => qb.push(format_args!("'{name}'")),
+        _ => qb.push_bind(name),
+    };
 }
 
 fn share_columns(s: &Share) -> (&'static str, Option<Uuid>) {
@@ -316,39 +348,43 @@ impl Store {
         let limit = limit.clamp(1, 500);
         // The page is chosen in the inner query; the outer one adds the markings of its rows only.
         let rows: Vec<ObjectRow> = on_read!(self, pool, d => {
-            let mut qb = sqlx::QueryBuilder::new(format!(
+            let mut qb = QueryBuilder::new(format!(
                 "SELECT {OBJECT_COLUMNS}, {} FROM (SELECT {OBJECT_COLUMNS} FROM objects o WHERE o.kind IN (",
                 marking_columns(d)
             ));
-            let mut sep = qb.separated(", ");
-            for k in &kinds { sep.push_bind(k.as_str()); }
+            for (i, k) in kinds.iter().enumerate() {
+                qb.push(if i == 0 { "" } else { ", " });
+                push_name(&mut qb, d, k.as_str());
+            }
             qb.push(") AND (");
             if scope.assigned_only {
                 qb.push("EXISTS (SELECT 1 FROM object_assignees a WHERE a.object_id = o.id AND a.user_id = ");
-                qb.push_bind(scope.user);
+                push_id(&mut qb, d, scope.user);
                 qb.push(") AND (o.tlp <> 'RED' OR o.created_by = ");
-                qb.push_bind(scope.user);
+                push_id(&mut qb, d, scope.user);
                 qb.push(" OR EXISTS (SELECT 1 FROM object_recipients r WHERE r.object_id = o.id AND r.user_id = ");
-                qb.push_bind(scope.user);
+                push_id(&mut qb, d, scope.user);
                 qb.push("))");
             } else {
                 qb.push("FALSE");
                 if !scope.chain_owners.is_empty() {
                     qb.push(" OR (o.tlp <> 'RED' AND o.owner_org IN (");
-                    let mut sep = qb.separated(", ");
-                    for o in &scope.chain_owners { sep.push_bind(*o); }
+                    for (i, o) in scope.chain_owners.iter().enumerate() {
+                        qb.push(if i == 0 { "" } else { ", " });
+                        push_id(&mut qb, d, Some(*o));
+                    }
                     qb.push("))");
                 }
                 if let Some(user) = scope.user {
                     qb.push(" OR (o.tlp = 'RED' AND (o.created_by = ");
-                    qb.push_bind(user);
+                    push_id(&mut qb, d, Some(user));
                     qb.push(" OR EXISTS (SELECT 1 FROM object_recipients r WHERE r.object_id = o.id AND r.user_id = ");
-                    qb.push_bind(user);
+                    push_id(&mut qb, d, Some(user));
                     qb.push(")))");
                 }
                 qb.push(" OR (o.tlp IN ('CLEAR', 'GREEN', 'AMBER') AND EXISTS (SELECT 1 FROM object_shares s \
                           WHERE s.object_id = o.id AND (s.target = 'public' OR s.target_org = ");
-                qb.push_bind(scope.org);
+                push_id(&mut qb, d, Some(scope.org));
                 if scope.community {
                     qb.push(" OR s.target = 'community'");
                 }
@@ -357,11 +393,11 @@ impl Store {
             qb.push(")");
             if let Some(t) = filter.tlp {
                 qb.push(" AND o.tlp = ");
-                qb.push_bind(t.as_str());
+                push_name(&mut qb, d, t.as_str());
             }
             if let Some(owner) = filter.owner {
                 qb.push(" AND o.owner_org = ");
-                qb.push_bind(owner);
+                push_id(&mut qb, d, Some(owner));
             }
             if let Some(q) = filter.q.as_deref().filter(|q| !q.trim().is_empty()) {
                 qb.push(" AND lower(o.title) LIKE ");
@@ -372,8 +408,8 @@ impl Store {
                 qb.push(" AND o.id < ");
                 qb.push_bind(b);
             }
-            qb.push(" ORDER BY o.id DESC LIMIT ");
-            qb.push_bind(i64::from(limit) + 1);
+            // An integer of ours, written out: SQLite re-prepares a statement whose LIMIT is bound.
+            qb.push(format_args!(" ORDER BY o.id DESC LIMIT {}", i64::from(limit) + 1));
             qb.push(") o ORDER BY o.id DESC");
             qb.build_query_as().fetch_all(pool).await?
         });
