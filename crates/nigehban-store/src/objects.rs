@@ -234,14 +234,25 @@ fn like_pattern(q: &str) -> String {
 }
 
 impl Store {
-    async fn check_people(&self, tree: &Tree, owner: Uuid, recipients: &[Uuid], assignees: &[Uuid]) -> Result<()> {
+    /// TLP:RED recipients are users of the owner's chain, or, on an engagement, auditors assigned
+    /// to it (an audit firm is outside every chain); assignees are auditors.
+    async fn check_people(
+        &self,
+        tree: &Tree,
+        kind: Kind,
+        owner: Uuid,
+        recipients: &[Uuid],
+        assignees: &[Uuid],
+    ) -> Result<()> {
         let chain = tree.chain(owner);
         for r in recipients {
             let user =
                 self.user(*r).await?.ok_or_else(|| StoreError::Invalid(format!("recipient {r}: no such user")))?;
-            if !chain.contains(&user.org) {
+            let assigned_auditor = kind == Kind::Engagement && user.role == Role::Auditor && assignees.contains(r);
+            if !chain.contains(&user.org) && !assigned_auditor {
                 return Err(StoreError::Invalid(format!(
-                    "recipient {}: TLP:RED recipients are chosen among the owner's organisation and its CERTs",
+                    "recipient {}: TLP:RED recipients are chosen among the owner's organisation and its CERTs \
+                     (and, on an engagement, the auditors assigned to it)",
                     user.username
                 )));
             }
@@ -264,7 +275,7 @@ impl Store {
         if tree.get(new.owner).is_none() {
             return Err(StoreError::Invalid("owner: no such organisation".into()));
         }
-        self.check_people(tree, new.owner, &new.recipients, &new.assignees).await?;
+        self.check_people(tree, new.kind, new.owner, &new.recipients, &new.assignees).await?;
         let id = new_id();
         let now = now_micros();
         let body = new.body.to_string();
@@ -480,7 +491,7 @@ impl Store {
             changed.insert("assignees".into(), serde_json::json!(a));
             o.assignees = a;
         }
-        self.check_people(tree, o.owner, &o.recipients, &o.assignees).await?;
+        self.check_people(tree, o.kind, o.owner, &o.recipients, &o.assignees).await?;
         let mut withdrawn = Vec::new();
         if let Some(t) = update.tlp {
             changed.insert("tlp".into(), serde_json::json!({"from": o.tlp.as_str(), "to": t.as_str()}));

@@ -105,7 +105,8 @@ pub struct CreateObject {
     #[serde(default)]
     #[schema(value_type = Object)]
     pub body: Option<serde_json::Value>,
-    /// TLP:RED: the named recipients (users of the owner or its CERTs).
+    /// TLP:RED: the named recipients (users of the owner or its CERTs; on an engagement, also
+    /// auditors assigned to it).
     #[serde(default)]
     pub recipients: Vec<Uuid>,
     /// Engagements: the assigned auditors.

@@ -5,7 +5,9 @@
 //! provincial CERT P2, nCERT N and an audit firm F. Each (role, relation) row of the matrix gets
 //! its own user, signed in with a session cookie. M's security lead (no viewer) creates through
 //! the API one object per kind × TLP × {plain, shared}, naming every `*_named` viewer (and one
-//! other user of P) on it and assigning every `assigned*` auditor to it; P's CERT manager (no
+//! other user of P) on it — F's named auditor on engagements only, the only kind the store lets
+//! an assigned auditor outside the chain be named on — and assigning every `assigned*` auditor
+//! to it; P's CERT manager (no
 //! viewer either) then tries to share each "shared" copy with M2, with U, with the community and
 //! publicly, and the shares the TLP refuses must answer 403 (404 for TLP:RED, which that manager
 //! cannot see). Then every viewer lists, searches, reads, exports, amends and shares every object
@@ -48,15 +50,8 @@ struct Orgs {
 }
 
 impl Orgs {
-    /// The viewer's organisation for a relation of the matrix (as the policy's matrix test),
-    /// but for one row: TLP:RED recipients are chosen among the owner's chain and the store
-    /// refuses others (docs/visibility.md), so an auditor of the audit firm F can never be named;
-    /// the `assigned_named` auditor is an auditor of P (auditors also work for CERTs), which an
-    /// auditor's view does not depend on. [`build`] checks that naming F's auditor is refused.
+    /// The viewer's organisation for a relation of the matrix (as the policy's matrix test).
     fn of(&self, role: Role, relation: &str) -> Uuid {
-        if role == Role::Auditor && relation == "assigned_named" {
-            return self.p;
-        }
         match relation.trim_end_matches("_named").trim_end_matches("_shared") {
             "same" => self.m,
             "parent_cert" => self.p,
@@ -242,12 +237,18 @@ async fn build(backend: Backend, expected: &ExpectedMatrix) -> Fixture {
 
     let rows = expected.rows();
     let mut named = vec![someone_else];
+    // Auditors of the audit firm can be named on RED engagements they are assigned to, and on
+    // nothing else (the store refuses them; auditors read no other kind anyway).
+    let mut named_auditors = Vec::new();
     let mut assigned = Vec::new();
     let mut usernames = Vec::new();
     for (i, (role, relation)) in rows.iter().enumerate() {
         let username = format!("mx-{i}-{role}-{relation}");
-        let id = add_user(&store, &hash, orgs.of(*role, relation), *role, &username).await;
-        if relation.contains("named") {
+        let org = orgs.of(*role, relation);
+        let id = add_user(&store, &hash, org, *role, &username).await;
+        if relation.contains("named") && org == f {
+            named_auditors.push(id);
+        } else if relation.contains("named") {
             named.push(id);
         }
         if relation.starts_with("assigned") {
@@ -276,27 +277,36 @@ async fn build(backend: Backend, expected: &ExpectedMatrix) -> Fixture {
     // The objects, created through the API by M's security lead.
     let creator = Session::login(&base, author).await;
     let firm_auditor = add_user(&store, &hash, f, Role::Auditor, "mx-firm-auditor").await;
-    let (status, v) = creator
-        .call(
-            reqwest::Method::POST,
-            "/api/v1/engagements",
-            Some(json!({"title": "Matrix naming an outsider", "tlp": "RED", "recipients": [firm_auditor], "assignees": [firm_auditor]})),
-        )
-        .await;
-    assert_eq!(status, 422, "naming an auditor of an audit firm ({backend:?}): {v}");
+    for (kind, assignees, what) in [
+        ("engagements", json!([]), "on an engagement they are not assigned to"),
+        ("incidents", json!([firm_auditor]), "on an incident"),
+    ] {
+        let (status, v) = creator
+            .call(
+                reqwest::Method::POST,
+                &format!("/api/v1/{kind}"),
+                Some(json!({"title": "Matrix naming an outsider", "tlp": "RED", "recipients": [firm_auditor], "assignees": assignees})),
+            )
+            .await;
+        assert_eq!(status, 422, "naming an auditor of an audit firm {what} ({backend:?}): {v}");
+    }
     let mut objects = Objects::new();
     for kind in Kind::ALL {
         for tlp in Tlp::ALL {
             for shared in [false, true] {
                 let word = format!("mx{}{}{}z", kind.as_str(), tlp_word(tlp), if shared { "shared" } else { "plain" });
                 let title = format!("Matrix {word} object");
+                let mut recipients = named.clone();
+                if kind == Kind::Engagement {
+                    recipients.extend(&named_auditors);
+                }
                 let (status, v) = creator
                     .call(
                         reqwest::Method::POST,
                         &format!("/api/v1/{}", kind.plural()),
                         Some(json!({
                             "title": title, "tlp": tlp.as_str(), "body": {"matrix": true},
-                            "recipients": named, "assignees": assigned,
+                            "recipients": recipients, "assignees": assigned,
                         })),
                     )
                     .await;

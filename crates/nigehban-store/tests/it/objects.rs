@@ -201,3 +201,48 @@ async fn a_page_carries_each_objects_recipients_assignees_and_shares() {
     }
     b.cleanup().await;
 }
+
+#[tokio::test]
+async fn an_engagements_assigned_auditors_may_be_named_on_red() {
+    let b = Backends::new().await;
+    for s in &b.stores {
+        let n = org(s, OrgKind::National, "ncert", &[]).await;
+        let p = org(s, OrgKind::ProvincialCert, "pcert", &[n]).await;
+        let m = org(s, OrgKind::Organisation, "ministry", &[p]).await;
+        let firm = org(s, OrgKind::AuditFirm, "auditco", &[]).await;
+        let lead = user(s, m, "lead", Role::OrgSecurityLead).await;
+        let aud = user(s, firm, "aud", Role::Auditor).await;
+        let other_aud = user(s, firm, "aud2", Role::Auditor).await;
+        let tree = s.tree().await.unwrap();
+        let actor = Actor { user: Some(lead), org: Some(m), ..Actor::system() };
+        let new = |kind, recipients: Vec<_>, assignees: Vec<_>| NewObject {
+            kind,
+            owner: m,
+            tlp: Tlp::Red,
+            title: "Audit of the payment gateway".into(),
+            body: serde_json::json!({}),
+            created_by: Some(lead),
+            recipients,
+            assignees,
+        };
+        // Named and assigned on an engagement: accepted, and the auditor sees it.
+        let e = s.create_object(&actor, &tree, new(Kind::Engagement, vec![aud], vec![aud])).await.unwrap();
+        let auditor = Principal { user: Some(aud), org: firm, role: Role::Auditor, scopes: None };
+        assert!(can(&auditor, &tree, &e.marking(), Action::Read).allowed());
+        let page = s.list_objects(&auditor, &tree, &ObjectFilter::default(), None, 10).await.unwrap();
+        assert_eq!(page.items.iter().map(|o| o.id).collect::<Vec<_>>(), vec![e.id]);
+        // Not assigned, or not an engagement: refused.
+        for (kind, assignees) in [(Kind::Engagement, vec![other_aud]), (Kind::Incident, vec![aud])] {
+            let r = s.create_object(&actor, &tree, new(kind, vec![aud], assignees)).await;
+            assert!(matches!(r, Err(StoreError::Invalid(_))), "{kind:?}: {r:?}");
+        }
+        // Unassigning a named auditor without unnaming them is refused; both together are not.
+        let unassign = ObjectUpdate { assignees: Some(vec![other_aud]), ..Default::default() };
+        let r = s.update_object(&actor, &tree, e.id, unassign).await;
+        assert!(matches!(r, Err(StoreError::Invalid(_))), "{r:?}");
+        let both = ObjectUpdate { assignees: Some(vec![other_aud]), recipients: Some(vec![]), ..Default::default() };
+        let up = s.update_object(&actor, &tree, e.id, both).await.unwrap();
+        assert!(!can(&auditor, &tree, &up.marking(), Action::Read).allowed());
+    }
+    b.cleanup().await;
+}
