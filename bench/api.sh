@@ -47,6 +47,11 @@ to_ms() {
         printf "%.1f", n }'
 }
 
+# user + system CPU time of a process so far, in clock ticks
+cpu_ticks() {
+    awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"
+}
+
 ROWS=()
 for backend in $BACKENDS; do
     case "$backend" in
@@ -72,15 +77,21 @@ for backend in $BACKENDS; do
     items=$(curl -sf -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$PORT$PATH_Q" | grep -o '"id":' | wc -l)
     wrk -t"$THREADS" -c"$CONNS" -d"$WARMUP" -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$PORT$PATH_Q" >/dev/null
     load_before=$(cut -d' ' -f1 /proc/loadavg)
+    cpu_before=$(cpu_ticks "$SERVER_PID")
     wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency -H "Authorization: Bearer $TOKEN" \
         "http://127.0.0.1:$PORT$PATH_Q" | tee "$OUT/wrk-$backend.txt" >&2
+    cpu_after=$(cpu_ticks "$SERVER_PID")
     rps=$(awk '/^Requests\/sec:/ {printf "%.0f", $2}' "$OUT/wrk-$backend.txt")
     p50=$(to_ms "$(awk '$1 == "50%" {print $2}' "$OUT/wrk-$backend.txt")")
     p99=$(to_ms "$(awk '$1 == "99%" {print $2}' "$OUT/wrk-$backend.txt")")
     total=$(awk '/requests in/ {print $1}' "$OUT/wrk-$backend.txt")
     errors=$(awk '/Non-2xx or 3xx responses:/ {print $5}' "$OUT/wrk-$backend.txt")
     socket=$(awk '/Socket errors:/ {print $0}' "$OUT/wrk-$backend.txt" | sed 's/^ *//')
-    ROWS+=("| $backend | $OBJECTS | $items | $CONNS | $DURATION | $total | $rps | $p50 ms | $p99 ms | ${errors:-0}${socket:+ ($socket)} | $(printf '%.0f' "$seed_s") s | $load_before |")
+    # The server's own CPU per request (nigehban only, not PostgreSQL): less sensitive to what
+    # else runs on the machine than requests/s.
+    cpu_ms=$(awk -v d="$((cpu_after - cpu_before))" -v hz="$(getconf CLK_TCK)" -v n="$total" \
+        'BEGIN { printf "%.3f", n ? d * 1000 / hz / n : 0 }')
+    ROWS+=("| $backend | $OBJECTS | $items | $CONNS | $DURATION | $total | $rps | $p50 ms | $p99 ms | ${errors:-0}${socket:+ ($socket)} | $cpu_ms ms | $(printf '%.0f' "$seed_s") s | $load_before |")
     kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true; SERVER_PID=""
     if [ "$backend" = postgres ]; then
         psql -q "$PG_ADMIN" -c "DROP DATABASE IF EXISTS $PG_DB WITH (FORCE)" >/dev/null; PG_DB=""
@@ -88,6 +99,6 @@ for backend in $BACKENDS; do
 done
 
 echo
-echo "| back end | objects | items per page | connections | duration | requests | requests/s | p50 | p99 | non-2xx | seeding | load before |"
-echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
+echo "| back end | objects | items per page | connections | duration | requests | requests/s | p50 | p99 | non-2xx | server CPU per request | seeding | load before |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 printf '%s\n' "${ROWS[@]}"
