@@ -125,6 +125,12 @@ impl Event {
         }
     }
 
+    /// Appends fields as they are, duplicates included (the codec restores an event exactly).
+    pub(crate) fn extend_fields(&mut self, fields: impl IntoIterator<Item = Field>) {
+        self.fields.extend(fields);
+        self.index.take();
+    }
+
     fn push_field(&mut self, field: Field) {
         self.fields.push(field);
         self.index.take();

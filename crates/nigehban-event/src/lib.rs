@@ -4,6 +4,7 @@
 //! `BufRead` handed to them by the caller, and return events plus [`Diagnostic`]s; one bad
 //! record never stops a reader.
 
+pub mod codec;
 mod event;
 pub mod read;
 mod value;

@@ -17,6 +17,7 @@
 mod audit;
 mod auth;
 mod auth_cache;
+mod monitoring;
 mod objects;
 mod orgs;
 #[doc(hidden)]
@@ -35,6 +36,10 @@ use uuid::Uuid;
 pub use audit::{AuditEntry, AuditQuery, AuditRecord, VerifyReport, chain_hash};
 pub use auth::{ApiToken, NewToken, Session};
 pub use auth_cache::DEFAULT_AUTH_CACHE_TTL;
+pub use monitoring::{
+    Alert, AlertDetails, AlertHit, AlertStatus, CursorUpdate, EventPage, EventQuery, Evidence, MAX_EVIDENCE, NewEvent,
+    StoredEvent,
+};
 pub use objects::{NewObject, Object, ObjectFilter, ObjectUpdate};
 pub use orgs::{NewOrg, Org, OrgProfile, OrgUpdate};
 pub use users::{NewUser, User, UserUpdate};

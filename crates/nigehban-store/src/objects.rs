@@ -84,6 +84,10 @@ pub struct ObjectFilter {
     pub owner: Option<Uuid>,
     /// Words the title contains (case-insensitive).
     pub q: Option<String>,
+    /// Alerts only: the triage status.
+    pub alert_status: Option<crate::AlertStatus>,
+    /// Alerts only: the lowest level (0 informational … 4 critical).
+    pub min_level: Option<i64>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -140,7 +144,7 @@ fn marking_columns(d: Dialect) -> &'static str {
 /// enumerations — so that a principal's list is one prepared statement, reused; PostgreSQL
 /// binds them. User text (search words) and the cursor stay bound on both; the page size is
 /// written out on both.
-fn push_id<DB>(qb: &mut QueryBuilder<DB>, d: Dialect, id: Option<Uuid>)
+pub(crate) fn push_id<DB>(qb: &mut QueryBuilder<DB>, d: Dialect, id: Option<Uuid>)
 where
     DB: sqlx::Database,
     for<'t> Option<Uuid>: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
@@ -153,7 +157,7 @@ where
 }
 
 /// A name from a fixed enumeration (a kind, a TLP), as [`push_id`] does.
-fn push_name<DB>(qb: &mut QueryBuilder<DB>, d: Dialect, name: &'static str)
+pub(crate) fn push_name<DB>(qb: &mut QueryBuilder<DB>, d: Dialect, name: &'static str)
 where
     DB: sqlx::Database,
     for<'t> &'static str: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
@@ -221,7 +225,7 @@ fn row_to_object(r: ObjectRow) -> Result<Object> {
 }
 
 /// Escapes `%`, `_` and `\` for a LIKE pattern with `ESCAPE '\'`.
-fn like_pattern(q: &str) -> String {
+pub(crate) fn like_pattern(q: &str) -> String {
     let mut out = String::from("%");
     for c in q.to_lowercase().chars() {
         if matches!(c, '%' | '_' | '\\') {
@@ -414,6 +418,17 @@ impl Store {
                 qb.push(" AND lower(o.title) LIKE ");
                 qb.push_bind(like_pattern(q.trim()));
                 qb.push(" ESCAPE '\\'");
+            }
+            if filter.alert_status.is_some() || filter.min_level.is_some() {
+                qb.push(" AND EXISTS (SELECT 1 FROM alert_details x WHERE x.object_id = o.id");
+                if let Some(s) = filter.alert_status {
+                    qb.push(" AND x.status = ");
+                    push_name(&mut qb, d, s.as_str());
+                }
+                if let Some(l) = filter.min_level {
+                    qb.push(format_args!(" AND x.level_rank >= {}", l.clamp(0, 4)));
+                }
+                qb.push(")");
             }
             if let Some(b) = before {
                 qb.push(" AND o.id < ");

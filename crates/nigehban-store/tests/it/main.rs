@@ -3,6 +3,7 @@
 
 mod audit;
 mod auth;
+mod monitoring;
 mod objects;
 mod tree_and_users;
 
