@@ -30,18 +30,43 @@
 //! At most `max_pairs` pairs (further new pairs are counted, not kept) and at most
 //! `max_connections_per_pair` connections per pair (beyond that only the count grows), 16 bytes
 //! per connection.
+//!
+//! # Hunts and live streams
+//! Built with [`BeaconDetector::new`], the detector gathers connections inside itself as
+//! `detect` sees them (16 bytes each, whatever the number of files) and `correlate` scores every
+//! pair once, over all its connections, at the end of the hunt. A live stream needs the
+//! connections in its own state instead: built with [`BeaconDetector::for_streams`], `detect`
+//! turns each connection (and each learnt name) into an [`Observation`] and keeps nothing; the
+//! caller's [`crate::StreamState`] holds the pairs. There a pair is evaluated at each multiple
+//! of `evaluate_every` (event time, from the epoch) that passes, if it had new connections,
+//! over the connections of the last `history` (at most `max_connections_per_pair`, the oldest
+//! dropped first), with the names learnt so far; a pair reported is not reported again for
+//! `realert_after`. `correlate` of a detector built for streams scores as a hunt does.
+//! How this differs from the hunt's end-of-input score:
+//! * the score is over a sliding history, not over every connection: a beacon slower than
+//!   `history / min_connections` is never seen live, and a long-lived periodic pair is reported
+//!   again every `realert_after` while it lasts (a hunt reports it once);
+//! * a pair is judged as soon as it has `min_connections` connections at an evaluation, on the
+//!   names learnt before it: a name learnt later (a DNS answer logged after the connections)
+//!   does not make it known-good retroactively;
+//! * a pair with no connection for `history` is forgotten (its slot is free again).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::hash::{Hash, Hasher};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use jiff::{SignedDuration, Timestamp};
 use nigehban_event::{Event, Position, Product, Source, Value};
 use nigehban_sigma::Level;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
+use crate::firstseen::parse_duration;
 use crate::stats::shape;
+use crate::stream::{
+    self, Kind, Reorder, SavedPosition, SavedReorder, SavedState, StateError, StreamState, StreamStats,
+};
 use crate::{Detection, Detector, Engine, Findings, Observation, RuleInfo};
 
 /// Settings of the beaconing detector (the `beaconing` section of the rule pack).
@@ -68,6 +93,12 @@ pub struct BeaconConfig {
     pub require_payload: bool,
     pub max_pairs: usize,
     pub max_connections_per_pair: usize,
+    /// Live streams: how often pairs with new connections are evaluated (`1h`).
+    pub evaluate_every: String,
+    /// Live streams: how long a reported pair is not reported again (`24h`).
+    pub realert_after: String,
+    /// Live streams: how far back a pair's connections are kept and scored (`48h`).
+    pub history: String,
 }
 
 impl Default for BeaconConfig {
@@ -88,11 +119,14 @@ impl Default for BeaconConfig {
             require_payload: true,
             max_pairs: 500_000,
             max_connections_per_pair: 50_000,
+            evaluate_every: "1h".into(),
+            realert_after: "24h".into(),
+            history: "48h".into(),
         }
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 struct PairKey {
     src: IpAddr,
     dst: IpAddr,
@@ -121,7 +155,19 @@ pub struct BeaconDetector {
     names: Mutex<HashMap<IpAddr, Vec<Box<str>>>>,
     pair_count: AtomicU64,
     dropped_pairs: AtomicU64,
+    /// Built for live streams: `detect` makes observations and keeps nothing.
+    streams: bool,
+    evaluate_every: SignedDuration,
+    realert_after: SignedDuration,
+    history: SignedDuration,
 }
+
+/// Observation kinds (`Observation::rules`) of a detector built for streams.
+const OBSERVED_CONNECTION: u32 = 0;
+const OBSERVED_NAME: u32 = 1;
+/// Addresses whose names are learnt, and names per address.
+const MAX_NAMED_ADDRESSES: usize = 1_000_000;
+const MAX_NAMES_PER_ADDRESS: usize = 4;
 
 /// Parses `10.0.0.0/8` or a bare address.
 fn parse_cidr(s: &str) -> Option<(IpAddr, u8)> {
@@ -221,6 +267,14 @@ impl BeaconDetector {
             .map(|d| d.trim().trim_start_matches("*.").trim_end_matches('.').to_ascii_lowercase())
             .filter(|d| !d.is_empty())
             .collect();
+        let duration = |what: &str, text: &str| {
+            parse_duration(text)
+                .filter(|d| d.is_positive())
+                .ok_or_else(|| format!("beaconing: {what} `{text}` is not a duration (30m, 12h, 7d)"))
+        };
+        let evaluate_every = duration("evaluate_every", &config.evaluate_every)?;
+        let realert_after = duration("realert_after", &config.realert_after)?;
+        let history = duration("history", &config.history)?;
         let rule = Arc::new(RuleInfo {
             engine: Engine::Behaviour,
             id: config.id.clone(),
@@ -238,8 +292,25 @@ impl BeaconDetector {
             names: Mutex::new(HashMap::new()),
             pair_count: AtomicU64::new(0),
             dropped_pairs: AtomicU64::new(0),
+            streams: false,
+            evaluate_every,
+            realert_after,
+            history,
             config,
         })
+    }
+
+    /// The detector for live streams: `detect` turns connections and learnt names into
+    /// observations for the caller's [`StreamState`] and keeps nothing itself (see the module
+    /// documentation). A detector built with `new` only serves hunts: its streams see nothing.
+    pub fn for_streams(mut self) -> BeaconDetector {
+        self.streams = true;
+        self
+    }
+
+    /// Whether the detector was built for live streams ([`BeaconDetector::for_streams`]).
+    pub fn is_for_streams(&self) -> bool {
+        self.streams
     }
 
     /// Pairs not kept because `max_pairs` was reached.
@@ -247,26 +318,19 @@ impl BeaconDetector {
         self.dropped_pairs.load(Ordering::Relaxed)
     }
 
-    fn learn_names(&self, event: &Event) {
+    /// The (address, host name) pairs a DNS answer, TLS server name or HTTP Host header tells.
+    fn names_of(event: &Event) -> Vec<(IpAddr, String)> {
+        let mut out = Vec::new();
         let path = text_of(event, &["_path"]);
-        let add = |ip: IpAddr, name: &str| {
+        let mut add = |ip: IpAddr, name: &str| {
             let name = name.trim().trim_end_matches('.').to_ascii_lowercase();
-            if name.is_empty() || name == "-" {
-                return;
-            }
-            if let Ok(mut names) = self.names.lock() {
-                if names.len() >= 1_000_000 && !names.contains_key(&ip) {
-                    return;
-                }
-                let list = names.entry(ip).or_default();
-                if list.len() < 4 && !list.iter().any(|n| **n == *name) {
-                    list.push(name.into_boxed_str());
-                }
+            if !name.is_empty() && name != "-" {
+                out.push((ip, name));
             }
         };
         match path.as_deref() {
             Some("dns") => {
-                let Some(query) = text_of(event, &["query"]) else { return };
+                let Some(query) = text_of(event, &["query"]) else { return out };
                 if let Some(answers) = first_of(event, &["answers"]) {
                     answers.for_each_scalar(&mut |a| {
                         if let Some(t) = a.as_text() {
@@ -289,6 +353,19 @@ impl BeaconDetector {
                 }
             }
             _ => {}
+        }
+        out
+    }
+
+    fn learn_names(&self, event: &Event) {
+        let names = Self::names_of(event);
+        if names.is_empty() {
+            return;
+        }
+        if let Ok(mut map) = self.names.lock() {
+            for (ip, name) in names {
+                remember_name(&mut map, ip, name);
+            }
         }
     }
 
@@ -320,8 +397,8 @@ impl BeaconDetector {
             None if !is_private(src) && is_private(dst) => return None,
             None => {}
         }
-        let sent = number_of(event, &["orig_bytes", "source.bytes"]).unwrap_or(0.0);
-        let received = number_of(event, &["resp_bytes", "destination.bytes"]).unwrap_or(0.0);
+        let sent = number_of(event, &["orig_bytes", "source.bytes"]).filter(|b| b.is_finite()).unwrap_or(0.0);
+        let received = number_of(event, &["resp_bytes", "destination.bytes"]).filter(|b| b.is_finite()).unwrap_or(0.0);
         if self.config.require_payload && sent + received <= 0.0 {
             return None;
         }
@@ -354,34 +431,46 @@ impl BeaconDetector {
     /// for explanation, every scored pair with its score.
     pub fn score_all(&self) -> (Vec<Detection>, Vec<Scored>) {
         let names = self.names.lock().map(|mut g| std::mem::take(&mut *g)).unwrap_or_default();
-        let mut detections = Vec::new();
-        let mut scored = Vec::new();
+        let mut pairs = Vec::new();
         for shard in &self.pairs {
-            let pairs = shard.lock().map(|mut g| std::mem::take(&mut *g)).unwrap_or_default();
-            for (key, pair) in pairs {
-                let dst_names: &[Box<str>] = names.get(&key.dst).map_or(&[], |v| v.as_slice());
-                let Some(s) = score(&key, &pair, self.config.min_connections) else { continue };
-                let known = self.known_good(key.dst, dst_names);
-                if s.score >= self.config.threshold && known.is_none() {
-                    detections.push(self.detection(&key, &pair, &s, dst_names));
-                }
-                scored.push(Scored {
-                    source: key.src,
-                    destination: key.dst,
-                    port: key.port,
-                    udp: key.udp,
-                    names: dst_names.iter().map(|n| n.to_string()).collect(),
-                    known_good: known,
-                    score: s,
-                });
-            }
+            pairs.extend(shard.lock().map(|mut g| std::mem::take(&mut *g)).unwrap_or_default());
         }
         self.pair_count.store(0, Ordering::Relaxed);
+        self.score_pairs(pairs, &names)
+    }
+
+    /// Scores pairs over all their connections (the end of a hunt).
+    fn score_pairs(&self, pairs: Vec<(PairKey, Pair)>, names: &Names) -> (Vec<Detection>, Vec<Scored>) {
+        let mut detections = Vec::new();
+        let mut scored = Vec::new();
+        for (key, pair) in pairs {
+            let dst_names: &[Box<str>] = names.get(&key.dst).map_or(&[], |v| v.as_slice());
+            let Some(s) = score(&pair.conns, self.config.min_connections) else { continue };
+            let known = self.known_good(key.dst, dst_names);
+            if s.score >= self.config.threshold && known.is_none() {
+                let seen = Seen {
+                    total: pair.total,
+                    host: pair.host.clone(),
+                    source: &pair.first.0.name,
+                    position: pair.first.1,
+                };
+                detections.push(self.detection(&key, &seen, &s, dst_names));
+            }
+            scored.push(Scored {
+                source: key.src,
+                destination: key.dst,
+                port: key.port,
+                udp: key.udp,
+                names: dst_names.iter().map(|n| n.to_string()).collect(),
+                known_good: known,
+                score: s,
+            });
+        }
         scored.sort_by(|a, b| b.score.score.total_cmp(&a.score.score));
         (detections, scored)
     }
 
-    fn detection(&self, key: &PairKey, pair: &Pair, s: &Score, names: &[Box<str>]) -> Detection {
+    fn detection(&self, key: &PairKey, pair: &Seen<'_>, s: &Score, names: &[Box<str>]) -> Detection {
         let ts = |secs: f64| jiff::Timestamp::from_microsecond((secs * 1e6) as i64).ok();
         let mut fields = vec![
             ("source.ip".to_owned(), key.src.to_string()),
@@ -403,8 +492,8 @@ impl BeaconDetector {
             rule: self.rule.clone(),
             timestamp: ts(s.last),
             host: pair.host.clone(),
-            source: Arc::from(pair.first.0.name.as_str()),
-            position: pair.first.1,
+            source: Arc::from(pair.source),
+            position: pair.position,
             fields,
         }
     }
@@ -436,8 +525,34 @@ pub struct Scored {
     pub score: Score,
 }
 
-fn score(_key: &PairKey, pair: &Pair, min_connections: usize) -> Option<Score> {
-    let mut conns = pair.conns.clone();
+/// What a detection says of a pair besides its score.
+struct Seen<'a> {
+    total: u64,
+    host: Option<String>,
+    source: &'a str,
+    position: Position,
+}
+
+type Names = HashMap<IpAddr, Vec<Box<str>>>;
+
+/// Adds a learnt name for an address, within the bounds; false if it was not kept.
+fn remember_name(names: &mut Names, ip: IpAddr, name: String) -> bool {
+    if names.len() >= MAX_NAMED_ADDRESSES && !names.contains_key(&ip) {
+        return false;
+    }
+    let list = names.entry(ip).or_default();
+    if list.iter().any(|n| **n == *name) {
+        return true;
+    }
+    if list.len() >= MAX_NAMES_PER_ADDRESS {
+        return false;
+    }
+    list.push(name.into_boxed_str());
+    true
+}
+
+fn score(conns: &[(f64, f64)], min_connections: usize) -> Option<Score> {
+    let mut conns = conns.to_vec();
     conns.sort_by(|a, b| a.0.total_cmp(&b.0));
     conns.dedup_by(|b, a| b.0 == a.0);
     if conns.len() < min_connections.max(3) {
@@ -473,12 +588,20 @@ fn score(_key: &PairKey, pair: &Pair, min_connections: usize) -> Option<Score> {
 }
 
 impl Detector for BeaconDetector {
-    fn detect(&self, event: &Event, _source: &Arc<str>, _out: &mut Findings) {
+    fn detect(&self, event: &Event, _source: &Arc<str>, out: &mut Findings) {
         if matches!(text_of(event, &["_path"]).as_deref(), Some("dns" | "ssl" | "http")) {
-            self.learn_names(event);
+            if self.streams {
+                out.observations.extend(name_observations(event));
+            } else {
+                self.learn_names(event);
+            }
             return;
         }
         let Some((key, secs, sent)) = self.connection(event) else { return };
+        if self.streams {
+            out.observations.push(connection_observation(event, &key, sent));
+            return;
+        }
         let Ok(mut shard) = self.pairs[Self::shard(&key)].lock() else { return };
         let cap = self.config.max_connections_per_pair;
         if let Some(pair) = shard.get_mut(&key) {
@@ -504,8 +627,363 @@ impl Detector for BeaconDetector {
         );
     }
 
-    fn correlate(&self, _observations: Vec<Observation>) -> Vec<Detection> {
-        self.score_all().0
+    fn correlate(&self, observations: Vec<Observation>) -> Vec<Detection> {
+        if !self.streams {
+            return self.score_all().0;
+        }
+        // Built for streams: the connections are in the observations; scored as a hunt does.
+        let mut pairs: HashMap<PairKey, Pair> = HashMap::new();
+        let mut names = Names::new();
+        let cap = self.config.max_connections_per_pair;
+        for o in &observations {
+            if o.rules.contains(&OBSERVED_NAME) {
+                for (ip, name) in observed_names(&o.event) {
+                    remember_name(&mut names, ip, name);
+                }
+                continue;
+            }
+            let Some((key, secs, sent)) = observed_connection(&o.event) else { continue };
+            if let Some(pair) = pairs.get_mut(&key) {
+                pair.total += 1;
+                if pair.conns.len() < cap {
+                    pair.conns.push((secs, sent));
+                }
+            } else if pairs.len() < self.config.max_pairs {
+                let first = (o.event.source.clone(), o.event.position);
+                let host = text_of(&o.event, &["host.name"]).map(|h| h.into_owned());
+                pairs.insert(key, Pair { conns: vec![(secs, sent)], total: 1, first, host });
+            } else {
+                self.dropped_pairs.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.score_pairs(pairs.into_iter().collect(), &names).0
+    }
+
+    fn stream_state(&self) -> StreamState {
+        if !self.streams {
+            return StreamState::none();
+        }
+        StreamState::of(Kind::Beacon(Box::new(Stream {
+            reorder: Reorder::default(),
+            pairs: HashMap::new(),
+            names: Names::new(),
+            next_evaluation: None,
+            last_sweep: None,
+            stats: StreamStats::default(),
+            id: self.config.id.clone(),
+        })))
+    }
+
+    fn stream(
+        &self,
+        state: &mut StreamState,
+        observations: Vec<Observation>,
+        watermark: Timestamp,
+        out: &mut Vec<Detection>,
+    ) {
+        let Kind::Beacon(st) = &mut state.kind else {
+            state.count_ignored(observations.len());
+            return;
+        };
+        let released = st.reorder.push(observations, watermark, &mut st.stats);
+        let before = out.len();
+        for o in &released {
+            let Some(t) = o.event.timestamp else { continue };
+            self.evaluate_until(st, t, out);
+            if o.rules.contains(&OBSERVED_NAME) {
+                for (ip, name) in observed_names(&o.event) {
+                    if !remember_name(&mut st.names, ip, name) {
+                        st.stats.names_not_kept += 1;
+                    }
+                }
+            } else if let Some((key, secs, sent)) = observed_connection(&o.event) {
+                self.add_connection(st, key, secs, sent, &o.event, t);
+            }
+        }
+        if let Some(floor) = st.reorder.floor {
+            self.evaluate_until(st, floor, out);
+            // A stream gone quiet still lets go of idle pairs.
+            if st.last_sweep.is_none_or(|s| floor.duration_since(s) >= self.evaluate_every) {
+                self.forget_idle(st, floor);
+            }
+        }
+        st.stats.detections += (out.len() - before) as u64;
+    }
+
+    fn restore_stream_state(&self, saved: SavedState) -> Result<StreamState, StateError> {
+        if !self.streams {
+            // Built for hunts: its streams keep nothing.
+            return saved.restore_none();
+        }
+        let saved: SavedStream = stream::parse(saved.expect("beaconing")?)?;
+        if saved.id != self.config.id {
+            return Err(StateError::Mismatch(format!(
+                "saved for beaconing rule `{}`, not `{}`",
+                saved.id, self.config.id
+            )));
+        }
+        Ok(StreamState::of(Kind::Beacon(Box::new(Stream {
+            reorder: Reorder::restore(saved.buffer)?,
+            pairs: saved.pairs.into_iter().collect(),
+            names: saved
+                .names
+                .into_iter()
+                .map(|(ip, n)| (ip, n.into_iter().map(String::into_boxed_str).collect()))
+                .collect(),
+            next_evaluation: saved.next_evaluation,
+            last_sweep: saved.last_sweep,
+            stats: saved.stats,
+            id: saved.id,
+        }))))
+    }
+}
+
+/// The observation of a connection, for a detector built for streams: the pair, the bytes sent,
+/// and where and on which host it was seen.
+fn connection_observation(event: &Event, key: &PairKey, sent: f64) -> Observation {
+    let mut slim = Event::new(event.source.clone(), event.position, event.product, event.format);
+    slim.timestamp = event.timestamp;
+    slim.set("source.ip", Value::str(key.src.to_string()));
+    slim.set("destination.ip", Value::str(key.dst.to_string()));
+    slim.set("destination.port", Value::Int(i64::from(key.port)));
+    slim.set("network.transport", Value::str(if key.udp { "udp" } else { "tcp" }));
+    slim.set("source.bytes", Value::Float(sent));
+    if let Some(h) = event.host() {
+        slim.set("host.name", Value::str(h.into_owned()));
+    }
+    Observation { event: slim, rules: vec![OBSERVED_CONNECTION], detector: 0 }
+}
+
+/// The observation of the names an event tells for addresses (one per name).
+fn name_observations(event: &Event) -> Vec<Observation> {
+    let mut by_name: Vec<(String, Vec<Value>)> = Vec::new();
+    for (ip, name) in BeaconDetector::names_of(event) {
+        match by_name.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, ips)) => ips.push(Value::str(ip.to_string())),
+            None => by_name.push((name, vec![Value::str(ip.to_string())])),
+        }
+    }
+    by_name
+        .into_iter()
+        .map(|(name, ips)| {
+            let mut slim = Event::new(event.source.clone(), event.position, event.product, event.format);
+            slim.timestamp = event.timestamp;
+            slim.set("host.name.learnt", Value::str(name));
+            slim.set("host.ip", Value::List(ips));
+            Observation { event: slim, rules: vec![OBSERVED_NAME], detector: 0 }
+        })
+        .collect()
+}
+
+fn observed_names(event: &Event) -> Vec<(IpAddr, String)> {
+    let Some(name) = text_of(event, &["host.name.learnt"]) else { return Vec::new() };
+    let mut out = Vec::new();
+    if let Some(ips) = event.get_exact("host.ip") {
+        ips.for_each_scalar(&mut |v| {
+            if let Some(ip) = v.as_text().and_then(|t| t.parse::<IpAddr>().ok()) {
+                out.push((ip, name.to_string()));
+            }
+            false
+        });
+    }
+    out
+}
+
+fn observed_connection(event: &Event) -> Option<(PairKey, f64, f64)> {
+    let src = ip_of(event, &["source.ip"])?;
+    let dst = ip_of(event, &["destination.ip"])?;
+    let port = u16::try_from(event.get_exact("destination.port")?.as_f64()? as i64).ok()?;
+    let udp = text_of(event, &["network.transport"]).as_deref() == Some("udp");
+    let sent = number_of(event, &["source.bytes"]).filter(|b| b.is_finite()).unwrap_or(0.0);
+    let secs = event.timestamp?.as_microsecond() as f64 / 1e6;
+    Some((PairKey { src, dst, port, udp }, secs, sent))
+}
+
+/// A live stream of a [`BeaconDetector`]'s observations.
+pub(crate) struct Stream {
+    pub(crate) reorder: Reorder,
+    pairs: HashMap<PairKey, LivePair>,
+    names: Names,
+    /// The next evaluation time; `None` while no pair has new connections.
+    next_evaluation: Option<Timestamp>,
+    /// When idle pairs were last let go.
+    last_sweep: Option<Timestamp>,
+    pub(crate) stats: StreamStats,
+    /// The beaconing rule's id, to refuse a state saved for another.
+    id: String,
+}
+
+/// One pair's recent connections.
+#[derive(Debug, Serialize, Deserialize)]
+struct LivePair {
+    /// (time in seconds, bytes sent), oldest first.
+    conns: VecDeque<(f64, f64)>,
+    /// Connections seen since the pair was first kept.
+    total: u64,
+    source: String,
+    position: SavedPosition,
+    host: Option<String>,
+    /// New connections since the last evaluation.
+    fresh: bool,
+    /// The evaluation that last reported the pair.
+    reported: Option<Timestamp>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct SavedStream {
+    id: String,
+    #[serde(default)]
+    stats: StreamStats,
+    buffer: SavedReorder,
+    pairs: Vec<(PairKey, LivePair)>,
+    names: Vec<(IpAddr, Vec<String>)>,
+    next_evaluation: Option<Timestamp>,
+    #[serde(default)]
+    last_sweep: Option<Timestamp>,
+}
+
+impl Stream {
+    pub(crate) fn stats(&self) -> StreamStats {
+        StreamStats { state_entries: self.pairs.len() as u64, ..self.stats.clone() }
+    }
+
+    pub(crate) fn save(&self) -> Result<serde_json::Value, StateError> {
+        #[derive(Serialize)]
+        struct Ref<'a> {
+            kind: &'static str,
+            id: &'a str,
+            stats: &'a StreamStats,
+            buffer: SavedReorder,
+            pairs: Vec<(&'a PairKey, &'a LivePair)>,
+            names: Vec<(&'a IpAddr, &'a Vec<Box<str>>)>,
+            next_evaluation: Option<Timestamp>,
+            last_sweep: Option<Timestamp>,
+        }
+        let mut pairs: Vec<_> = self.pairs.iter().collect();
+        pairs.sort_by_key(|(k, _)| **k);
+        stream::to_value(&Ref {
+            kind: "beaconing",
+            id: &self.id,
+            stats: &self.stats,
+            buffer: self.reorder.save()?,
+            pairs,
+            names: self.names.iter().collect(),
+            next_evaluation: self.next_evaluation,
+            last_sweep: self.last_sweep,
+        })
+    }
+}
+
+/// A time as the seconds a pair's connections are kept in.
+fn seconds(t: Timestamp) -> f64 {
+    t.as_microsecond() as f64 / 1e6
+}
+
+/// The first multiple of `every` (from the epoch) after `t`.
+fn evaluation_after(t: Timestamp, every: SignedDuration) -> Option<Timestamp> {
+    let every = every.as_secs().max(1);
+    let next = t.as_second().div_euclid(every).checked_add(1)?.checked_mul(every)?;
+    Timestamp::from_second(next).ok()
+}
+
+impl BeaconDetector {
+    fn add_connection(&self, st: &mut Stream, key: PairKey, secs: f64, sent: f64, event: &Event, t: Timestamp) {
+        if !st.pairs.contains_key(&key) && st.pairs.len() >= self.config.max_pairs {
+            st.stats.pairs_not_kept += 1;
+            return;
+        }
+        let pair = st.pairs.entry(key).or_insert_with(|| LivePair {
+            conns: VecDeque::new(),
+            total: 0,
+            source: event.source.name.clone(),
+            position: event.position.into(),
+            host: text_of(event, &["host.name"]).map(|h| h.into_owned()),
+            fresh: false,
+            reported: None,
+        });
+        if pair.conns.back().is_some_and(|c| c.0 < seconds(t.checked_sub(self.history).unwrap_or(Timestamp::MIN))) {
+            // Idle for the whole history: as if it had been forgotten (whether or not a sweep
+            // came by), so that the result does not depend on when sweeps ran.
+            pair.conns.clear();
+            pair.total = 0;
+            pair.source = event.source.name.clone();
+            pair.position = event.position.into();
+            pair.host = text_of(event, &["host.name"]).map(|h| h.into_owned());
+        }
+        pair.total += 1;
+        pair.conns.push_back((secs, sent));
+        while pair.conns.len() > self.config.max_connections_per_pair.max(1) {
+            pair.conns.pop_front();
+            st.stats.connections_not_kept += 1;
+        }
+        pair.fresh = true;
+        if st.next_evaluation.is_none() {
+            st.next_evaluation = evaluation_after(t, self.evaluate_every);
+        }
+    }
+
+    /// Runs the evaluations due at or before `now`: every connection before them has been
+    /// seen (the caller has released everything older than `now`).
+    fn evaluate_until(&self, st: &mut Stream, now: Timestamp, out: &mut Vec<Detection>) {
+        while let Some(at) = st.next_evaluation
+            && at <= now
+        {
+            self.evaluate(st, at, out);
+            st.next_evaluation =
+                if st.pairs.values().any(|p| p.fresh) { at.checked_add(self.evaluate_every).ok() } else { None };
+        }
+    }
+
+    /// Scores the pairs with new connections over their history as of `at`.
+    fn evaluate(&self, st: &mut Stream, at: Timestamp, out: &mut Vec<Detection>) {
+        st.stats.evaluations += 1;
+        let cutoff = seconds(at.checked_sub(self.history).unwrap_or(Timestamp::MIN));
+        let mut found: Vec<(PairKey, Detection)> = Vec::new();
+        for (key, pair) in st.pairs.iter_mut() {
+            while pair.conns.front().is_some_and(|c| c.0 < cutoff) {
+                pair.conns.pop_front();
+            }
+            if !std::mem::take(&mut pair.fresh) {
+                continue;
+            }
+            let conns: Vec<(f64, f64)> = pair.conns.iter().copied().collect();
+            let Some(s) = score(&conns, self.config.min_connections) else { continue };
+            let dst_names: &[Box<str>] = st.names.get(&key.dst).map_or(&[], |v| v.as_slice());
+            if s.score < self.config.threshold || self.known_good(key.dst, dst_names).is_some() {
+                continue;
+            }
+            if pair.reported.is_some_and(|r| at.duration_since(r) < self.realert_after) {
+                st.stats.realerts_suppressed += 1;
+                continue;
+            }
+            pair.reported = Some(at);
+            let seen = Seen {
+                total: pair.total,
+                host: pair.host.clone(),
+                source: &pair.source,
+                position: pair.position.into(),
+            };
+            let mut d = self.detection(key, &seen, &s, dst_names);
+            d.fields.push(("evaluated_at".into(), at.to_string()));
+            found.push((*key, d));
+        }
+        self.forget_idle(st, at);
+        found.sort_by_key(|(k, _)| *k);
+        out.extend(found.into_iter().map(|(_, d)| d));
+    }
+
+    /// Lets go of connections older than the history and of pairs left without any, unless
+    /// reported less than `realert_after` ago.
+    fn forget_idle(&self, st: &mut Stream, now: Timestamp) {
+        let cutoff = seconds(now.checked_sub(self.history).unwrap_or(Timestamp::MIN));
+        let realert = self.realert_after;
+        st.pairs.retain(|_, p| {
+            while p.conns.front().is_some_and(|c| c.0 < cutoff) {
+                p.conns.pop_front();
+            }
+            !p.conns.is_empty() || p.reported.is_some_and(|r| now.duration_since(r) < realert)
+        });
+        st.last_sweep = Some(now);
     }
 }
 

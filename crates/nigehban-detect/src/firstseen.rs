@@ -10,7 +10,14 @@
 //!
 //! Bounded state: at most `max_entries` (entity, value) pairs are remembered per rule; beyond
 //! that nothing new is learnt and the count of pairs not kept grows (a value not remembered is
-//! reported again when seen again, never silently dropped).
+//! reported again when seen again, never silently dropped). For "after" rules, a rule's
+//! detections are remembered per entity only as long as an "after" rule can look back at them
+//! (its `within`), at most 64 per entity and `max_entries` entities.
+//!
+//! The offline pass and live streams share one path ([`Stream`]); in a live stream, learning
+//! begins with the stream's first event of the rule, and a saved state keeps what each rule
+//! learnt under the rule's id, so that a changed rule set keeps the learning of the rules that
+//! did not change.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -18,8 +25,9 @@ use std::sync::Arc;
 use jiff::{SignedDuration, Timestamp};
 use nigehban_event::{Event, Value};
 use nigehban_sigma::Level;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
+use crate::stream::{self, Kind, Reorder, SavedReorder, SavedState, StateError, StreamState, StreamStats};
 use crate::{Detection, Detector, Engine, Findings, Observation, RuleInfo};
 
 /// One field test of `where`: a value or a list of values (any of them).
@@ -86,6 +94,11 @@ struct Compiled {
     filter: Vec<(String, Vec<String>)>,
     learning: SignedDuration,
     after: Option<(Vec<usize>, SignedDuration)>,
+    /// How long this rule's detections are remembered: the longest `within` of the "after"
+    /// rules that refer to it (`None`: none does, nothing is remembered).
+    keep: Option<SignedDuration>,
+    /// Identifies what the rule learns, for saved stream states.
+    fingerprint: String,
 }
 
 /// Parses `30s`, `15m`, `12h`, `7d`.
@@ -156,7 +169,25 @@ impl FirstSeenDetector {
                 key_fields: rule.entity.iter().chain(rule.value.iter()).cloned().collect(),
             });
             let filter = rule.filter.iter().map(|(k, v)| (k.clone(), v.values())).collect();
-            compiled.push(Compiled { rule, info, filter, learning, after });
+            let fingerprint = stream::fingerprint(&[
+                &rule.id,
+                &format!("{:?}", rule.filter),
+                &format!("{:?}", rule.entity),
+                &format!("{:?}", rule.value),
+                &format!("{:?}", rule.learning),
+                &format!("{:?}", rule.after),
+                &rule.max_entries.to_string(),
+            ]);
+            compiled.push(Compiled { rule, info, filter, learning, after, keep: None, fingerprint });
+        }
+        for i in 0..compiled.len() {
+            if let Some((targets, within)) = compiled[i].after.clone() {
+                for t in targets {
+                    if let Some(c) = compiled.get_mut(t) {
+                        c.keep = Some(c.keep.map_or(within, |k| k.max(within)));
+                    }
+                }
+            }
         }
         let mut fields: Vec<String> = Vec::new();
         for c in &compiled {
@@ -202,14 +233,57 @@ fn joined(event: &Event, fields: &[String]) -> Option<String> {
     Some(out)
 }
 
+/// What one rule learnt.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
 struct State {
     start: Option<Timestamp>,
     seen: HashSet<(String, String)>,
     not_kept: u64,
-    /// Entity → times of this rule's detections (for `after` rules that refer to it).
+    /// Entity → times of this rule's detections (for `after` rules that refer to it), the
+    /// last `keep`.
     hits: HashMap<String, Vec<Timestamp>>,
     /// (entity, time of the referred detection) already reported by an `after` rule.
     reported: HashSet<(String, Timestamp)>,
+    /// When `hits` and `reported` were last rid of what can no longer match.
+    last_prune: Option<Timestamp>,
+}
+
+/// Detections of a rule remembered per entity, for "after" rules.
+const MAX_HITS_PER_ENTITY: usize = 64;
+
+/// A live stream of a [`FirstSeenDetector`]'s observations (also the offline pass: one batch).
+pub(crate) struct Stream {
+    pub(crate) reorder: Reorder,
+    states: Vec<State>,
+    pub(crate) stats: StreamStats,
+    /// Per rule: its id and fingerprint, to save the state under.
+    ids: Vec<(String, String)>,
+}
+
+impl Stream {
+    pub(crate) fn stats(&self) -> StreamStats {
+        StreamStats {
+            state_entries: self.states.iter().map(|s| (s.seen.len() + s.hits.len() + s.reported.len()) as u64).sum(),
+            values_not_kept: self.states.iter().map(|s| s.not_kept).sum(),
+            ..self.stats.clone()
+        }
+    }
+
+    pub(crate) fn save(&self) -> Result<serde_json::Value, StateError> {
+        let rules: Vec<SavedRuleRef<'_>> = self
+            .ids
+            .iter()
+            .zip(&self.states)
+            .map(|((id, fingerprint), state)| SavedRuleRef { id, fingerprint, state })
+            .collect();
+        Ok(serde_json::json!({
+            "kind": "first_seen",
+            "stats": self.stats,
+            "buffer": stream::to_value(&self.reorder.save()?)?,
+            "rules": stream::to_value(&rules)?,
+        }))
+    }
 }
 
 impl Detector for FirstSeenDetector {
@@ -238,72 +312,162 @@ impl Detector for FirstSeenDetector {
     }
 
     fn correlate(&self, observations: Vec<Observation>) -> Vec<Detection> {
-        let mut states: Vec<State> = self
-            .rules
-            .iter()
-            .map(|_| State {
-                start: None,
-                seen: HashSet::new(),
-                not_kept: 0,
-                hits: HashMap::new(),
-                reported: HashSet::new(),
-            })
-            .collect();
         let mut out = Vec::new();
-        for o in &observations {
-            let Some(t) = o.event.timestamp else { continue };
-            // Plain first-seen rules first, so that an `after` rule sees a detection made by
-            // the same event's predecessor rules in this pass.
-            let mut order: Vec<u32> = o.rules.clone();
-            order.sort_by_key(|&i| self.rules[i as usize].after.is_some());
-            for i in order {
-                let i = i as usize;
-                let c = &self.rules[i];
-                let Some(entity) = joined(&o.event, &c.rule.entity) else { continue };
-                if let Some((targets, within)) = &c.after {
-                    let recent = targets
-                        .iter()
-                        .filter_map(|&target| {
-                            let times = states[target].hits.get(&entity)?;
-                            let h = times.iter().rev().find(|&&h| h <= t && t.duration_since(h) <= *within)?;
-                            Some((target, *h))
-                        })
-                        .max_by_key(|(_, h)| *h);
-                    if let Some((target, h)) = recent
-                        && states[i].reported.insert((entity.clone(), h))
-                    {
-                        let mut d = self.detection(c, &o.event);
-                        d.fields.push(("after".into(), format!("{} at {h}", self.rules[target].rule.id)));
-                        out.push(d);
-                    }
-                    continue;
-                }
-                let Some(value) = joined(&o.event, &c.rule.value) else { continue };
-                let st = &mut states[i];
-                let start = *st.start.get_or_insert(t);
-                let key = (entity.clone(), value);
-                if st.seen.contains(&key) {
-                    continue;
-                }
-                let learning = t.duration_since(start) < c.learning;
-                if st.seen.len() < c.rule.max_entries {
-                    st.seen.insert(key);
-                } else {
-                    st.not_kept += 1;
-                }
-                if !learning {
-                    let mut d = self.detection(c, &o.event);
-                    d.fields.push(("learning_since".into(), start.to_string()));
-                    out.push(d);
-                    let times = st.hits.entry(entity).or_default();
-                    if times.len() < 64 {
-                        times.push(t);
-                    }
-                }
-            }
-        }
+        self.run(&mut self.new_stream(), observations, Timestamp::MAX, &mut out);
         out
     }
+
+    fn stream_state(&self) -> StreamState {
+        StreamState::of(Kind::FirstSeen(Box::new(self.new_stream())))
+    }
+
+    fn stream(
+        &self,
+        state: &mut StreamState,
+        observations: Vec<Observation>,
+        watermark: Timestamp,
+        out: &mut Vec<Detection>,
+    ) {
+        match &mut state.kind {
+            Kind::FirstSeen(st) => self.run(st, observations, watermark, out),
+            _ => state.count_ignored(observations.len()),
+        }
+    }
+
+    fn restore_stream_state(&self, saved: SavedState) -> Result<StreamState, StateError> {
+        #[derive(Deserialize)]
+        struct Saved {
+            #[serde(default)]
+            stats: StreamStats,
+            buffer: SavedReorder,
+            rules: Vec<SavedRule>,
+        }
+        let saved: Saved = stream::parse(saved.expect("first_seen")?)?;
+        let mut st = self.new_stream();
+        st.reorder = Reorder::restore(saved.buffer)?;
+        st.stats = saved.stats;
+        let mut notes = Vec::new();
+        let mut by_id: HashMap<String, SavedRule> = saved.rules.into_iter().map(|r| (r.id.clone(), r)).collect();
+        for (c, state) in self.rules.iter().zip(st.states.iter_mut()) {
+            match by_id.remove(&c.rule.id) {
+                Some(r) if r.fingerprint == c.fingerprint => *state = r.state,
+                Some(_) => notes.push(format!("first-seen rule `{}` starts afresh: it changed", c.rule.id)),
+                None => notes.push(format!("first-seen rule `{}` starts afresh: it is new", c.rule.id)),
+            }
+        }
+        let mut gone: Vec<String> = by_id.into_keys().collect();
+        gone.sort();
+        for id in gone {
+            notes.push(format!("first-seen rule `{id}` is no longer in the rule set: what it learnt is dropped"));
+        }
+        let mut state = StreamState::of(Kind::FirstSeen(Box::new(st)));
+        state.notes = notes;
+        Ok(state)
+    }
+}
+
+/// One rule's saved state, under its id.
+#[derive(Serialize, Deserialize)]
+struct SavedRule {
+    id: String,
+    fingerprint: String,
+    state: State,
+}
+
+impl FirstSeenDetector {
+    fn new_stream(&self) -> Stream {
+        Stream {
+            reorder: Reorder::default(),
+            states: self.rules.iter().map(|_| State::default()).collect(),
+            stats: StreamStats::default(),
+            ids: self.rules.iter().map(|c| (c.rule.id.clone(), c.fingerprint.clone())).collect(),
+        }
+    }
+
+    /// Feeds a batch to a stream; the one path of both the offline pass and live streams.
+    fn run(&self, st: &mut Stream, observations: Vec<Observation>, watermark: Timestamp, out: &mut Vec<Detection>) {
+        let released = st.reorder.push(observations, watermark, &mut st.stats);
+        let before = out.len();
+        for o in &released {
+            self.observe(&mut st.states, o, out);
+        }
+        st.stats.detections += (out.len() - before) as u64;
+    }
+
+    fn observe(&self, states: &mut [State], o: &Observation, out: &mut Vec<Detection>) {
+        let Some(t) = o.event.timestamp else { return };
+        // Plain first-seen rules first, so that an `after` rule sees a detection made by
+        // the same event's predecessor rules in this pass.
+        let mut order: Vec<usize> = o.rules.iter().map(|&i| i as usize).filter(|&i| i < self.rules.len()).collect();
+        order.sort_by_key(|&i| self.rules[i].after.is_some());
+        for i in order {
+            let c = &self.rules[i];
+            let Some(entity) = joined(&o.event, &c.rule.entity) else { continue };
+            if let Some((targets, within)) = &c.after {
+                let recent = targets
+                    .iter()
+                    .filter_map(|&target| {
+                        let times = states.get(target)?.hits.get(&entity)?;
+                        let h = times.iter().rev().find(|&&h| h <= t && t.duration_since(h) <= *within)?;
+                        Some((target, *h))
+                    })
+                    .max_by_key(|(_, h)| *h);
+                let st = &mut states[i];
+                if st.last_prune.is_none_or(|p| t.duration_since(p) > *within) {
+                    st.reported.retain(|(_, h)| t.duration_since(*h) <= *within);
+                    st.last_prune = Some(t);
+                }
+                if let Some((target, h)) = recent
+                    && st.reported.insert((entity.clone(), h))
+                {
+                    let mut d = self.detection(c, &o.event);
+                    d.fields.push(("after".into(), format!("{} at {h}", self.rules[target].rule.id)));
+                    out.push(d);
+                }
+                continue;
+            }
+            let Some(value) = joined(&o.event, &c.rule.value) else { continue };
+            let st = &mut states[i];
+            let start = *st.start.get_or_insert(t);
+            let key = (entity.clone(), value);
+            if st.seen.contains(&key) {
+                continue;
+            }
+            let learning = t.duration_since(start) < c.learning;
+            if st.seen.len() < c.rule.max_entries {
+                st.seen.insert(key);
+            } else {
+                st.not_kept += 1;
+            }
+            if learning {
+                continue;
+            }
+            let mut d = self.detection(c, &o.event);
+            d.fields.push(("learning_since".into(), start.to_string()));
+            out.push(d);
+            let Some(keep) = c.keep else { continue };
+            if st.last_prune.is_none_or(|p| t.duration_since(p) > keep) {
+                st.hits.retain(|_, times| times.last().is_some_and(|h| t.duration_since(*h) <= keep));
+                st.last_prune = Some(t);
+            }
+            if !st.hits.contains_key(&entity) && st.hits.len() >= c.rule.max_entries {
+                st.not_kept += 1;
+                continue;
+            }
+            let times = st.hits.entry(entity).or_default();
+            times.retain(|h| t.duration_since(*h) <= keep);
+            if times.len() < MAX_HITS_PER_ENTITY {
+                times.push(t);
+            }
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct SavedRuleRef<'a> {
+    id: &'a str,
+    fingerprint: &'a str,
+    state: &'a State,
 }
 
 impl FirstSeenDetector {

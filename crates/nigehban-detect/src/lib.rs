@@ -1,9 +1,85 @@
-//! Detection: what every detector (Sigma rules today; indicators and correlation next)
-//! produces from an event, and the one trait that `hunt` and live monitoring drive.
+//! Detection: what every detector (Sigma rules, indicators, correlation, behaviour) produces
+//! from an event, and the one trait that `hunt` and live monitoring drive.
 //!
 //! Architecture invariant: pure; no I/O, no async. A [`Detector`] is `Send + Sync` and takes
-//! `&self`, so one instance serves every thread. Stateful logic (correlation windows) is
-//! driven separately, in event-time order, by its caller.
+//! `&self`, so one instance serves every thread. Stateful logic (correlation windows,
+//! beaconing, first seen) is driven separately, in event-time order, by its caller: once over
+//! a whole hunt ([`Detector::correlate`]), or batch after batch over a live stream
+//! ([`Detector::stream`]).
+//!
+//! # Live streams
+//!
+//! The caller owns one [`StreamState`] per stream (an organisation's events; a CERT's
+//! organisations together for the rules the CERT owns) and the detector stays shared:
+//!
+//! ```text
+//! let mut state = detectors.stream_state();            // or detectors.restore_stream(&saved)?
+//! for each batch {
+//!     let mut findings = Findings::default();
+//!     for event in batch { detectors.detect(&event, &source, &mut findings); }
+//!     let mut out = findings.detections;                   // per-event detections, as always
+//!     detectors.stream(&mut state, findings.observations, watermark, &mut out);
+//!     publish(out); expose(state.stats()); now and then save(state.to_bytes()?);
+//! }
+//! ```
+//!
+//! **Watermark contract.** `watermark` is the stream's event-time watermark, typically the
+//! newest event time seen minus the allowed lateness (and, for a quiet stream, the wall clock
+//! minus the lateness, so that windows still close). The caller promises that no observation
+//! older than it comes any more. Each call:
+//! 1. drops the observations older than the watermark of an earlier call (counted in
+//!    [`StreamStats::late_dropped`]) and those without a time ([`StreamStats::no_timestamp`]);
+//!    an observation older than ones already received but not older than that watermark is
+//!    late only in arrival and counts like any other;
+//! 2. buffers the rest and releases, in time order (arrival order among equal times), every
+//!    observation older than the new watermark; the others wait for a later call;
+//! 3. decides what the watermark closes: correlation windows that end before it, beacon
+//!    evaluations due at or before it.
+//!
+//! A watermark that goes back is ignored. `Timestamp::MAX` ends the stream: everything is
+//! released and every window decided, as at the end of a hunt. The buffer holds at most
+//! [`DEFAULT_MAX_BUFFERED`] observations per part ([`StreamState::set_max_buffered`]); beyond
+//! that the oldest are released early ([`StreamStats::released_early`]) and what arrives older
+//! than them afterwards is late.
+//!
+//! **Same result as a hunt.** Fed in time order across batches (out of order within the
+//! lateness), a stream gives the detections `correlate` gives over the same observations at
+//! once, for Sigma correlation rules (all four types, deferred conditions, chains) and first
+//! seen, whatever the batches and watermarks, with or without a save and restore between
+//! batches (`tests/stream.rs`). `correlate` itself is one batch with the watermark at
+//! `Timestamp::MAX`: one code path. Exceptions: when a bound is reached (which groups or pairs
+//! are evicted can depend on when time advanced), and events that share a source, position
+//! and time are taken for one event, so a live source must give distinct positions (a
+//! sequence number or offset) to distinct events. Beaconing live differs by design (below).
+//!
+//! **Bounds.** Correlation: the engine's limits (groups per rule, entries per window,
+//! evidence per hit; groups whose window is over are released as time passes). Beaconing:
+//! `max_pairs`, `max_connections_per_pair`, and the live `history`; idle pairs are released.
+//! First seen: `max_entries` remembered values per rule, detections remembered for "after"
+//! rules only as long as an "after" rule looks back. What is not kept is counted in
+//! [`StreamStats`].
+//!
+//! **Beaconing live.** A [`BeaconDetector`] built for hunts gathers connections inside itself;
+//! for a stream it must be built with [`BeaconDetector::for_streams`], which makes
+//! observations instead. A pair is evaluated at each multiple of `evaluate_every` that time
+//! passes, if it had new connections, over the connections of the last `history`; a reported
+//! pair is not reported again for `realert_after`. The offline score is over every connection
+//! at the end; live, a long-lived beacon is reported once per `realert_after`, a beacon slower
+//! than `history` per `min_connections` is not seen, and names learnt after an evaluation do
+//! not undo it (module `beacon`).
+//!
+//! **Persistence.** [`StreamState::to_bytes`] writes JSON: `{"format": 1, "state": …}`
+//! ([`STATE_FORMAT`]) with the buffered observations (in the event codec's encoding), the open
+//! windows and groups, the pairs and names, the learnt values and the counters.
+//! [`Detector::restore_stream`] reads it back for a detector with the same rules; garbage, a
+//! damaged state and another format version are [`StateError`]s, never a panic. Correlation
+//! state refers to rules by index, so it carries a fingerprint of the correlation rules (and
+//! of the ids of the rules they refer to): any change there refuses the correlation state.
+//! First-seen state is kept per rule id and rule definition, so a changed rule starts afresh
+//! and the others keep what they learnt. A [`DetectorSet`] restores each part that fits and
+//! starts the others afresh, saying which and why in [`StreamState::restore_notes`]; the
+//! caller logs them. The size of a saved state follows the state: up to the bounds above, and
+//! a full first-seen rule of a million values is tens of megabytes.
 
 mod beacon;
 mod firstseen;
@@ -11,6 +87,7 @@ mod indicators;
 pub mod pack;
 mod sigma;
 mod stats;
+mod stream;
 
 use std::sync::Arc;
 
@@ -22,6 +99,7 @@ pub use beacon::{BeaconConfig, BeaconDetector};
 pub use firstseen::{FirstSeenDetector, FirstSeenRule};
 pub use indicators::IndicatorDetector;
 pub use sigma::SigmaDetector;
+pub use stream::{DEFAULT_MAX_BUFFERED, STATE_FORMAT, SavedState, StateError, StreamState, StreamStats};
 
 /// What kind of logic produced a detection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
@@ -138,6 +216,42 @@ pub trait Detector: Send + Sync {
         let _ = observations;
         Vec::new()
     }
+
+    /// A fresh state for a live stream of this detector's observations (see the crate's
+    /// documentation for the contract).
+    fn stream_state(&self) -> StreamState {
+        StreamState::none()
+    }
+
+    /// Folds a batch of observations (from `detect`, in any order) into `state` and appends the
+    /// detections that fired to `out`. `watermark` is the stream's event-time watermark: the
+    /// caller promises that no observation older than it will come any more (later ones are
+    /// counted as `late_dropped` and not used). Observations older than the watermark are
+    /// processed in time order, and windows that end before it are decided.
+    /// `Timestamp::MAX` ends the stream: everything is processed and decided, as at the end of
+    /// a hunt.
+    fn stream(
+        &self,
+        state: &mut StreamState,
+        observations: Vec<Observation>,
+        watermark: jiff::Timestamp,
+        out: &mut Vec<Detection>,
+    ) {
+        let _ = (watermark, out);
+        state.count_ignored(observations.len());
+    }
+
+    /// Rebuilds a saved state (read with [`SavedState::from_bytes`]) for this detector. Refuses
+    /// a state saved by another kind of detector or for other rules; a [`DetectorSet`] restores
+    /// each part it can and starts the others afresh ([`StreamState::restore_notes`]).
+    fn restore_stream_state(&self, saved: SavedState) -> Result<StreamState, StateError> {
+        saved.restore_none()
+    }
+
+    /// [`Detector::restore_stream_state`] from the bytes [`StreamState::to_bytes`] wrote.
+    fn restore_stream(&self, bytes: &[u8]) -> Result<StreamState, StateError> {
+        self.restore_stream_state(SavedState::from_bytes(bytes)?)
+    }
 }
 
 /// Several detectors driven as one: each event goes to every part, and each part's
@@ -177,20 +291,91 @@ impl Detector for DetectorSet {
     }
 
     fn correlate(&self, observations: Vec<Observation>) -> Vec<Detection> {
-        let mut per_part: Vec<Vec<Observation>> = self.parts.iter().map(|_| Vec::new()).collect();
-        for o in observations {
-            if let Some(v) = per_part.get_mut(o.detector as usize) {
-                v.push(o);
-            }
-        }
+        let (per_part, _) = self.route(observations);
         let mut out = Vec::new();
-        for (part, obs) in self.parts.iter().zip(per_part) {
-            let mut own = obs;
-            for o in &mut own {
-                o.detector = 0;
-            }
+        for (part, own) in self.parts.iter().zip(per_part) {
             out.extend(part.correlate(own));
         }
         out
+    }
+
+    fn stream_state(&self) -> StreamState {
+        let parts = self.parts.iter().map(|p| p.stream_state()).collect();
+        StreamState::of(stream::Kind::Set { parts, own: StreamStats::default() })
+    }
+
+    fn stream(
+        &self,
+        state: &mut StreamState,
+        observations: Vec<Observation>,
+        watermark: jiff::Timestamp,
+        out: &mut Vec<Detection>,
+    ) {
+        let stream::Kind::Set { parts: states, own } = &mut state.kind else {
+            // A state made by another detector: nothing of it fits.
+            state.count_ignored(observations.len());
+            return;
+        };
+        // A state restored for fewer parts (cannot happen through `restore_stream_state`).
+        while states.len() < self.parts.len() {
+            states.push(StreamState::none());
+        }
+        let (per_part, ignored) = self.route(observations);
+        own.observations += ignored;
+        own.ignored += ignored;
+        for ((part, obs), st) in self.parts.iter().zip(per_part).zip(states.iter_mut()) {
+            part.stream(st, obs, watermark, out);
+        }
+    }
+
+    fn restore_stream_state(&self, saved: SavedState) -> Result<StreamState, StateError> {
+        #[derive(serde::Deserialize)]
+        struct Set {
+            parts: Vec<serde_json::Value>,
+            #[serde(default)]
+            stats: StreamStats,
+        }
+        let set: Set = stream::parse(saved.expect("set")?)?;
+        let mut saved_parts = set.parts.into_iter();
+        let mut states = Vec::with_capacity(self.parts.len());
+        let mut notes = Vec::new();
+        for (i, part) in self.parts.iter().enumerate() {
+            let restored = match saved_parts.next() {
+                Some(value) => part.restore_stream_state(SavedState { value }),
+                None => Err(StateError::Mismatch("not in the saved state".into())),
+            };
+            match restored {
+                Ok(st) => states.push(st),
+                Err(StateError::Mismatch(why)) => {
+                    notes.push(format!("part {i} starts afresh: {why}"));
+                    states.push(part.stream_state());
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let extra = saved_parts.count();
+        if extra > 0 {
+            notes.push(format!("{extra} saved part(s) beyond the detector's {} dropped", self.parts.len()));
+        }
+        let mut state = StreamState::of(stream::Kind::Set { parts: states, own: set.stats });
+        state.notes = notes;
+        Ok(state)
+    }
+}
+
+impl DetectorSet {
+    /// Each part's observations (with `detector` set back to 0), and how many name no part.
+    fn route(&self, observations: Vec<Observation>) -> (Vec<Vec<Observation>>, u64) {
+        let mut per_part: Vec<Vec<Observation>> = self.parts.iter().map(|_| Vec::new()).collect();
+        let mut ignored = 0;
+        for mut o in observations {
+            if let Some(v) = per_part.get_mut(o.detector as usize) {
+                o.detector = 0;
+                v.push(o);
+            } else {
+                ignored += 1;
+            }
+        }
+        (per_part, ignored)
     }
 }

@@ -1,10 +1,13 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
+use jiff::Timestamp;
 use nigehban_event::{Event, Position, Value};
-use nigehban_sigma::correlation::{CorrelationEngine, CorrelationHit, RuleRef};
+use nigehban_sigma::correlation::{CorrelationEngine, CorrelationHit, RuleRef, SavedEngine};
 use nigehban_sigma::{Level, RuleId, RuleSet};
+use serde::Deserialize;
 
+use crate::stream::{self, Kind, Reorder, SavedReorder, SavedState, StateError, StreamState, StreamStats};
 use crate::{Detection, Detector, Engine, Findings, Observation, RuleInfo};
 
 /// Sigma rules, and the Sigma correlation rules among them, as a [`Detector`].
@@ -17,6 +20,40 @@ pub struct SigmaDetector {
     /// Per rule: the fields correlation rules read from its events (`None`: not referenced).
     correlated_fields: Vec<Option<Vec<String>>>,
     min_level: Option<Level>,
+    /// Identifies the correlation rules and the rules they refer to, for saved stream states.
+    fingerprint: String,
+}
+
+/// A live stream of a [`SigmaDetector`]'s observations: the correlation engine's windows.
+pub(crate) struct Stream {
+    pub(crate) reorder: Reorder,
+    engine: CorrelationEngine,
+    pub(crate) stats: StreamStats,
+    fingerprint: String,
+}
+
+impl Stream {
+    pub(crate) fn stats(&self) -> StreamStats {
+        let e = self.engine.stats();
+        StreamStats {
+            state_entries: self.engine.groups() as u64,
+            evicted_groups: e.evicted_groups,
+            merged_entries: e.merged_entries,
+            missing_fields: e.missing_group_field + e.missing_value_field,
+            absorbed: e.absorbed,
+            ..self.stats.clone()
+        }
+    }
+
+    pub(crate) fn save(&self) -> Result<serde_json::Value, StateError> {
+        Ok(serde_json::json!({
+            "kind": "sigma",
+            "fingerprint": self.fingerprint,
+            "stats": self.stats,
+            "buffer": stream::to_value(&self.reorder.save()?)?,
+            "engine": stream::to_value(&self.engine.saved())?,
+        }))
+    }
 }
 
 /// Fields every Windows detection shows, before the rule's own.
@@ -79,7 +116,56 @@ impl SigmaDetector {
                 fields.into_iter().collect()
             }));
         }
-        SigmaDetector { rules, info, correlation_info, standalone, correlated_fields, min_level: None }
+        let fingerprint = Self::fingerprint_of(&rules);
+        SigmaDetector { rules, info, correlation_info, standalone, correlated_fields, min_level: None, fingerprint }
+    }
+
+    /// The correlation rules as the engine reads them, with the id of every detection rule they
+    /// refer to by index: a saved engine state fits exactly the rule sets with the same value.
+    fn fingerprint_of(rules: &RuleSet) -> String {
+        let mut parts: Vec<String> = Vec::new();
+        for (loaded, c) in rules.correlations() {
+            parts.push(format!("{:?}|{:?}|{:?}", loaded.rule.id, loaded.rule.title, c));
+            for r in &c.rules {
+                if let RuleRef::Rule(id) = r
+                    && (id.0 as usize) < rules.len()
+                {
+                    let base = &rules.rule(*id).rule;
+                    parts.push(format!("{}={:?}|{:?}|{:?}", id.0, base.id, base.name, base.title));
+                }
+            }
+        }
+        stream::fingerprint(&parts.iter().map(String::as_str).collect::<Vec<_>>())
+    }
+
+    fn new_stream(&self) -> Stream {
+        Stream {
+            reorder: Reorder::default(),
+            engine: CorrelationEngine::new(self.rules.correlations()),
+            stats: StreamStats::default(),
+            fingerprint: self.fingerprint.clone(),
+        }
+    }
+
+    /// Feeds a batch to a stream; the one path of both the offline pass and live streams.
+    fn run(&self, st: &mut Stream, observations: Vec<Observation>, watermark: Timestamp, out: &mut Vec<Detection>) {
+        let released = st.reorder.push(observations, watermark, &mut st.stats);
+        let mut hits = Vec::new();
+        let mut ids: Vec<RuleId> = Vec::new();
+        for o in &released {
+            ids.clear();
+            ids.extend(o.rules.iter().map(|&i| RuleId(i)));
+            st.engine.observe_all(&ids, &o.event, &mut hits);
+        }
+        match st.reorder.floor {
+            // The end of the stream: every window still open is decided.
+            Some(floor) if floor == Timestamp::MAX => st.engine.flush(&mut hits),
+            Some(floor) => st.engine.advance(floor, &mut hits),
+            None => {}
+        }
+        let before = out.len();
+        out.extend(hits.iter().filter_map(|h| self.hit_detection(h)).filter(|d| self.reportable(d.rule.level)));
+        st.stats.detections += (out.len() - before) as u64;
     }
 
     /// Reports only detections of rules at this level or above (all rules still run, so that
@@ -193,13 +279,48 @@ impl Detector for SigmaDetector {
         if self.rules.correlations().is_empty() {
             return Vec::new();
         }
-        let mut engine = CorrelationEngine::new(self.rules.correlations());
-        let mut hits = Vec::new();
-        for o in &observations {
-            let ids: Vec<RuleId> = o.rules.iter().map(|&i| RuleId(i)).collect();
-            engine.observe_all(&ids, &o.event, &mut hits);
+        let mut out = Vec::new();
+        self.run(&mut self.new_stream(), observations, Timestamp::MAX, &mut out);
+        out
+    }
+
+    fn stream_state(&self) -> StreamState {
+        StreamState::of(Kind::Sigma(Box::new(self.new_stream())))
+    }
+
+    fn stream(
+        &self,
+        state: &mut StreamState,
+        observations: Vec<Observation>,
+        watermark: Timestamp,
+        out: &mut Vec<Detection>,
+    ) {
+        match &mut state.kind {
+            Kind::Sigma(st) => self.run(st, observations, watermark, out),
+            _ => state.count_ignored(observations.len()),
         }
-        engine.flush(&mut hits);
-        hits.iter().filter_map(|h| self.hit_detection(h)).filter(|d| self.reportable(d.rule.level)).collect()
+    }
+
+    fn restore_stream_state(&self, saved: SavedState) -> Result<StreamState, StateError> {
+        #[derive(Deserialize)]
+        struct Saved {
+            fingerprint: String,
+            #[serde(default)]
+            stats: StreamStats,
+            buffer: SavedReorder,
+            engine: SavedEngine,
+        }
+        let saved: Saved = stream::parse(saved.expect("sigma")?)?;
+        if saved.fingerprint != self.fingerprint {
+            return Err(StateError::Mismatch(format!(
+                "the correlation rules changed (saved for rule set {}, this one is {})",
+                saved.fingerprint, self.fingerprint
+            )));
+        }
+        let mut st = self.new_stream();
+        st.engine.restore(saved.engine).map_err(|e| StateError::Mismatch(e.to_string()))?;
+        st.reorder = Reorder::restore(saved.buffer)?;
+        st.stats = saved.stats;
+        Ok(StreamState::of(Kind::Sigma(Box::new(st))))
     }
 }

@@ -45,6 +45,13 @@
 //!   can only under-count), at most [`Limits::max_evidence`] evidence references per hit.
 //!   Windows older than the timespan are dropped as time advances. Events themselves are never
 //!   kept: only timestamps, group values and evidence references.
+//! * Deferred windows are decided in the order of their end over all rules, so that advancing
+//!   time in steps ([`CorrelationEngine::advance`], a live stream's watermark) gives the same
+//!   hits as advancing it at once.
+//! * The state can be saved and restored ([`CorrelationEngine::saved`],
+//!   [`CorrelationEngine::restore`], serde) for an engine built from the same rules; event
+//!   identities (which tell one event matched through two rules from two events) are not
+//!   saved, so they do not span a restore.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
@@ -52,6 +59,7 @@ use std::sync::Arc;
 
 use jiff::{SignedDuration, Timestamp};
 use nigehban_event::{Event, Position, Source, Value};
+use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
 use crate::Error;
@@ -625,12 +633,15 @@ fn resolve_parsed(
 // ---------------------------------------------------------------------------------------------
 
 /// One event behind a correlation hit, for showing evidence.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Evidence {
+    #[serde(with = "saved::source")]
     pub source: Arc<Source>,
+    #[serde(with = "saved::position")]
     pub position: Position,
     pub timestamp: Timestamp,
     /// The detection rule the event matched.
+    #[serde(with = "saved::rule_id")]
     pub rule: RuleId,
 }
 
@@ -675,7 +686,8 @@ impl Default for Limits {
 }
 
 /// What the engine skipped or dropped; nothing is lost without a count here.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct CorrelationStats {
     /// Observations (event, referenced rule) of events without a timestamp.
     pub no_timestamp: u64,
@@ -740,24 +752,28 @@ type GroupKey = Box<[Box<str>]>;
 /// An event's identity: its source (by address) and position.
 type EventId = (usize, Position);
 
-#[derive(Debug, Default)]
+/// One correlation rule's open groups and windows. Serialized for [`SavedEngine`]; event
+/// identities (source addresses) are not, as they mean nothing in another process.
+#[derive(Debug, Default, Serialize, Deserialize)]
 struct State {
+    #[serde(with = "saved::groups")]
     groups: HashMap<GroupKey, Group>,
     /// Deferred windows in order of their end.
     expiries: VecDeque<Expiry>,
     next_window: u64,
     last_sweep: Option<Timestamp>,
+    #[serde(skip)]
     last_event: Option<(EventId, Timestamp)>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 struct Expiry {
     at: Timestamp,
     key: GroupKey,
     window: u64,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 struct Group {
     newest: Timestamp,
     /// After a hit: events up to this time belong to the burst that fired.
@@ -765,7 +781,7 @@ struct Group {
     window: Window,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 enum Window {
     /// event_count, sliding: (timestamp, events at it), oldest first.
     Count { buckets: VecDeque<(Timestamp, u64)>, total: u64, evidence: Vec<Evidence> },
@@ -779,15 +795,16 @@ enum Window {
     Deferred(Deferred),
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Chain {
     start: Timestamp,
     last: Timestamp,
+    #[serde(skip)]
     last_event: Option<EventId>,
     evidence: Vec<Evidence>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 struct Deferred {
     id: u64,
     start: Timestamp,
@@ -806,6 +823,17 @@ impl Window {
             CorrelationType::ValueCount => Window::Values { values: HashMap::new() },
             CorrelationType::Temporal => Window::Temporal { last: vec![None; steps] },
             CorrelationType::TemporalOrdered => Window::Ordered { chain: vec![None; steps] },
+        }
+    }
+
+    /// Visits every evidence reference the window holds (to share sources after a restore).
+    fn for_each_evidence(&mut self, f: &mut dyn FnMut(&mut Evidence)) {
+        match self {
+            Window::Count { evidence, .. } => evidence.iter_mut().for_each(f),
+            Window::Values { values } => values.values_mut().flat_map(|(_, e)| e.iter_mut()).for_each(f),
+            Window::Temporal { last } => last.iter_mut().flatten().flat_map(|(_, e)| e.iter_mut()).for_each(f),
+            Window::Ordered { chain } => chain.iter_mut().flatten().flat_map(|c| c.evidence.iter_mut()).for_each(f),
+            Window::Deferred(d) => d.evidence.iter_mut().for_each(f),
         }
     }
 
@@ -1201,7 +1229,7 @@ fn feed(
             }
             values.retain(|_, (ts, _)| within(*ts, newest, span));
             while values.len() > cap {
-                let Some(oldest) = values.iter().min_by_key(|(_, (ts, _))| *ts).map(|(k, _)| k.clone()) else {
+                let Some(oldest) = values.iter().min_by_key(|(v, (ts, _))| (*ts, *v)).map(|(k, _)| k.clone()) else {
                     break;
                 };
                 values.remove(&oldest);
@@ -1210,7 +1238,8 @@ fn feed(
             let count = values.len() as u64;
             if ctx.satisfied(count, &[]) {
                 let mut entries: Vec<_> = values.iter().collect();
-                entries.sort_by_key(|(_, (ts, _))| *ts);
+                // By time, then by value: the same hit whatever the map's order.
+                entries.sort_by(|(a, (ta, _)), (b, (tb, _))| ta.cmp(tb).then_with(|| a.cmp(b)));
                 let start = entries.first().map_or(t, |(_, (ts, _))| *ts);
                 let shown: Vec<String> =
                     entries.iter().take(max_evidence).map(|(v, _)| v.replace('\u{1f}', " | ")).collect();
@@ -1375,53 +1404,112 @@ impl CorrelationEngine {
 
     /// Moves the clock to `now`: windows that ended before it are decided. `observe` does this
     /// itself; call it to let time pass without events (a live stream gone quiet).
+    ///
+    /// Windows are decided in the order of their end (over all rules; the lower rule index
+    /// first on a tie), so the hits do not depend on how time was advanced: one call to
+    /// `advance(t)` gives the same hits as calls with any increasing times up to `t`.
     pub fn advance(&mut self, now: Timestamp, out: &mut Vec<CorrelationHit>) {
         if self.now.is_some_and(|n| now <= n) {
             return;
         }
         self.now = Some(now);
-        // In index order: hits of rule `c` may open windows in the rules after it that refer
-        // to it, which are then checked in the same pass.
-        for c in 0..self.rules.len() {
-            let mut fired = Vec::new();
-            if let (Some(rule), Some(plan), Some(state)) =
-                (self.rules.get(c), self.plans.get(c), self.states.get_mut(c))
-            {
-                let ctx = Ctx { index: c, rule, plan, limits: &self.limits };
-                while state.expiries.front().is_some_and(|e| e.at < now) {
-                    let Some(e) = state.expiries.pop_front() else {
-                        break;
-                    };
-                    fired.extend(state.take_expired(&ctx, &e));
-                }
-                if state.last_sweep.is_none_or(|s| !within(s, now, rule.timespan)) {
-                    state.sweep(now, rule.timespan);
-                    state.last_sweep = Some(now);
-                }
+        self.close_windows(Some(now), out);
+        for (rule, state) in self.rules.iter().zip(self.states.iter_mut()) {
+            if state.last_sweep.is_none_or(|s| !within(s, now, rule.timespan)) {
+                state.sweep(now, rule.timespan);
+                state.last_sweep = Some(now);
             }
-            self.cascade(fired, out);
         }
     }
 
     /// End of input: decides every window still open (conditions with an upper bound), then
     /// forgets all state so that the engine can take another, unrelated input.
     pub fn flush(&mut self, out: &mut Vec<CorrelationHit>) {
-        for c in 0..self.rules.len() {
-            let mut fired = Vec::new();
-            if let (Some(rule), Some(plan), Some(state)) =
-                (self.rules.get(c), self.plans.get(c), self.states.get_mut(c))
-            {
-                let ctx = Ctx { index: c, rule, plan, limits: &self.limits };
-                while let Some(e) = state.expiries.pop_front() {
-                    fired.extend(state.take_expired(&ctx, &e));
-                }
-            }
-            self.cascade(fired, out);
-        }
+        self.close_windows(None, out);
         for s in &mut self.states {
             *s = State::default();
         }
         self.now = None;
+    }
+
+    /// Decides the deferred windows that end before `before` (all of them: `None`), earliest
+    /// end first. A hit can open windows in the rules that refer to its rule; those that end
+    /// before `before` too are decided in the same pass.
+    fn close_windows(&mut self, before: Option<Timestamp>, out: &mut Vec<CorrelationHit>) {
+        loop {
+            let next = self
+                .states
+                .iter()
+                .enumerate()
+                .filter_map(|(c, s)| s.expiries.front().map(|e| (e.at, c)))
+                .filter(|(at, _)| before.is_none_or(|b| *at < b))
+                .min();
+            let Some((_, c)) = next else { break };
+            let mut fired = Vec::new();
+            if let (Some(rule), Some(plan), Some(state)) =
+                (self.rules.get(c), self.plans.get(c), self.states.get_mut(c))
+                && let Some(e) = state.expiries.pop_front()
+            {
+                let ctx = Ctx { index: c, rule, plan, limits: &self.limits };
+                fired.extend(state.take_expired(&ctx, &e));
+            }
+            self.cascade(fired, out);
+        }
+    }
+
+    /// The engine's state (open groups and windows, the clock, the counters) for saving: it
+    /// serializes with serde. Restore it with [`CorrelationEngine::restore`] into an engine
+    /// built from the same correlation rules; the caller checks that they are the same (the
+    /// state refers to rules by their index and to detection rules by [`RuleId`]).
+    pub fn saved(&self) -> SavedEngineRef<'_> {
+        SavedEngineRef { now: self.now, stats: &self.stats, rules: &self.states }
+    }
+
+    /// Replaces the engine's state with a saved one. Refuses (and leaves the engine as it was)
+    /// a state whose shape does not fit this engine's rules: another number of rules, group
+    /// keys of another length, windows of another type.
+    pub fn restore(&mut self, saved: SavedEngine) -> Result<(), Error> {
+        let SavedEngine { now, stats, mut rules } = saved;
+        if rules.len() != self.rules.len() {
+            return Err(err(format!(
+                "saved state has {} correlation rules, the engine {}",
+                rules.len(),
+                self.rules.len()
+            )));
+        }
+        let mut sources: HashMap<(String, Option<String>), Arc<Source>> = HashMap::new();
+        for (c, state) in rules.iter_mut().enumerate() {
+            let (Some(rule), Some(plan)) = (self.rules.get(c), self.plans.get(c)) else {
+                return Err(err("saved state does not fit the rules"));
+            };
+            let steps = rule.rules.len();
+            for (key, group) in state.groups.iter_mut() {
+                let fits = key.len() == rule.group_by.len()
+                    && match &group.window {
+                        Window::Deferred(d) => plan.deferred && d.seen.len() == steps,
+                        Window::Count { .. } => !plan.deferred && rule.kind == CorrelationType::EventCount,
+                        Window::Values { .. } => !plan.deferred && rule.kind == CorrelationType::ValueCount,
+                        Window::Temporal { last } => {
+                            !plan.deferred && rule.kind == CorrelationType::Temporal && last.len() == steps
+                        }
+                        Window::Ordered { chain } => {
+                            !plan.deferred && rule.kind == CorrelationType::TemporalOrdered && chain.len() == steps
+                        }
+                    };
+                if !fits {
+                    return Err(err(format!("saved state of correlation rule {c} does not fit the rule")));
+                }
+                group.window.for_each_evidence(&mut |e| {
+                    let id = (e.source.name.clone(), e.source.organisation.clone());
+                    e.source = sources.entry(id).or_insert_with(|| e.source.clone()).clone();
+                });
+            }
+            state.expiries.make_contiguous().sort_by_key(|e| e.at);
+        }
+        self.now = now;
+        self.stats = stats;
+        self.states = rules;
+        Ok(())
     }
 
     /// Reports hits, feeding each to the correlation rules that refer to its rule.
@@ -1444,6 +1532,107 @@ impl CorrelationEngine {
     }
 }
 
+/// A saved [`CorrelationEngine`] state, borrowed from the engine ([`CorrelationEngine::saved`]).
+#[derive(Serialize)]
+pub struct SavedEngineRef<'a> {
+    now: Option<Timestamp>,
+    stats: &'a CorrelationStats,
+    rules: &'a [State],
+}
+
+/// A saved [`CorrelationEngine`] state, read back ([`CorrelationEngine::restore`]).
+#[derive(Debug, Deserialize)]
+pub struct SavedEngine {
+    now: Option<Timestamp>,
+    stats: CorrelationStats,
+    rules: Vec<State>,
+}
+
+/// Serde forms of what has none of its own.
+mod saved {
+    pub mod source {
+        use std::sync::Arc;
+
+        use nigehban_event::Source;
+        use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+        pub fn serialize<S: Serializer>(s: &Arc<Source>, to: S) -> Result<S::Ok, S::Error> {
+            (&s.name, &s.organisation).serialize(to)
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(from: D) -> Result<Arc<Source>, D::Error> {
+            let (name, organisation) = <(String, Option<String>)>::deserialize(from)?;
+            Ok(Arc::new(Source { name, organisation }))
+        }
+    }
+
+    pub mod position {
+        use nigehban_event::Position;
+        use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+        #[derive(Serialize, Deserialize)]
+        #[serde(rename_all = "lowercase")]
+        enum Pos {
+            Line(u64),
+            Offset(u64),
+            Record(u64, u64),
+        }
+
+        pub fn serialize<S: Serializer>(p: &Position, to: S) -> Result<S::Ok, S::Error> {
+            match *p {
+                Position::Line(n) => Pos::Line(n),
+                Position::Offset(n) => Pos::Offset(n),
+                Position::EvtxRecord { record_id, chunk_offset } => Pos::Record(record_id, chunk_offset),
+            }
+            .serialize(to)
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(from: D) -> Result<Position, D::Error> {
+            Ok(match Pos::deserialize(from)? {
+                Pos::Line(n) => Position::Line(n),
+                Pos::Offset(n) => Position::Offset(n),
+                Pos::Record(record_id, chunk_offset) => Position::EvtxRecord { record_id, chunk_offset },
+            })
+        }
+    }
+
+    pub mod rule_id {
+        use serde::{Deserialize, Deserializer, Serializer};
+
+        use crate::RuleId;
+
+        pub fn serialize<S: Serializer>(r: &RuleId, to: S) -> Result<S::Ok, S::Error> {
+            to.serialize_u32(r.0)
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(from: D) -> Result<RuleId, D::Error> {
+            u32::deserialize(from).map(RuleId)
+        }
+    }
+
+    /// Groups as a list of (key, group): JSON object keys are strings only.
+    pub mod groups {
+        use std::collections::HashMap;
+
+        use serde::ser::SerializeSeq;
+        use serde::{Deserialize, Deserializer, Serializer};
+
+        use super::super::{Group, GroupKey};
+
+        pub fn serialize<S: Serializer>(groups: &HashMap<GroupKey, Group>, to: S) -> Result<S::Ok, S::Error> {
+            let mut seq = to.serialize_seq(Some(groups.len()))?;
+            for entry in groups {
+                seq.serialize_element(&entry)?;
+            }
+            seq.end()
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(from: D) -> Result<HashMap<GroupKey, Group>, D::Error> {
+            Ok(Vec::<(GroupKey, Group)>::deserialize(from)?.into_iter().collect())
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1458,6 +1647,7 @@ mod tests {
     const SLOW_BRUTE: &str = include_str!("../testdata/correlation/slow_brute_force.yml");
     const CHAINED: &str = include_str!("../testdata/correlation/brute_force_then_success.yml");
     const INVALID: &str = include_str!("../testdata/correlation/invalid.yml");
+    const MIXED: &str = include_str!("../testdata/correlation/mixed.yml");
 
     const T0: &str = "2024-05-01T10:00:00Z";
 
@@ -2149,5 +2339,109 @@ mod tests {
         assert_eq!(h.engine.stats(), &CorrelationStats::default());
         assert!(h.engine.standalone(RuleRef::Rule(RuleId(1))));
         assert!(!h.engine.is_referenced(RuleRef::Rule(RuleId(1))));
+    }
+
+    // --- live streams: time advanced in steps, state saved and restored ----------------------
+
+    /// Failures and successes of a few users from a few addresses, seconds apart, sorted.
+    fn mixed_events(seed: u64, n: u64) -> Vec<Event> {
+        let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        let mut next = |m: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % m
+        };
+        let mut t = 0i64;
+        (0..n)
+            .map(|i| {
+                t += next(90) as i64;
+                let user = ["alice", "bob", "carol"][next(3) as usize];
+                let ip = ["10.0.0.1", "10.0.0.2"][next(2) as usize];
+                if next(4) == 0 { success(i, t, user, ip) } else { failed(i, t, user, ip) }
+            })
+            .collect()
+    }
+
+    fn run_in_steps(rs: &RuleSet, events: &[Event], cuts: &[usize], restart: bool) -> Vec<CorrelationHit> {
+        let mut engine = CorrelationEngine::new(rs.correlations());
+        let mut hits = Vec::new();
+        let mut ids = Vec::new();
+        for (i, e) in events.iter().enumerate() {
+            if cuts.contains(&i) {
+                // The watermark: just before this event.
+                if let Some(t) = e.timestamp {
+                    engine.advance(t.checked_sub(SignedDuration::from_secs(1)).unwrap(), &mut hits);
+                }
+                if restart {
+                    let json = serde_json::to_string(&engine.saved()).unwrap();
+                    engine = CorrelationEngine::new(rs.correlations());
+                    engine.restore(serde_json::from_str(&json).unwrap()).unwrap();
+                }
+            }
+            ids.clear();
+            rs.matches(e, &mut ids);
+            engine.observe_all(&ids, e, &mut hits);
+        }
+        engine.flush(&mut hits);
+        hits
+    }
+
+    fn sorted(mut hits: Vec<CorrelationHit>) -> Vec<String> {
+        let mut out: Vec<String> = hits.drain(..).map(|h| format!("{h:?}")).collect();
+        out.sort();
+        out
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+        #[test]
+        fn advancing_time_and_restarting_change_no_hit(
+            seed in 0u64..1_000_000,
+            cuts in proptest::collection::vec(0usize..120, 0..6),
+            restart in proptest::bool::ANY,
+        ) {
+            let mut b = RuleSetBuilder::new();
+            b.add_yaml("mixed.yml", MIXED);
+            let rs = b.build();
+            proptest::prop_assert!(rs.report().failed.is_empty());
+            let events = mixed_events(seed, 120);
+            let whole = sorted(run_in_steps(&rs, &events, &[], false));
+            let steps = sorted(run_in_steps(&rs, &events, &cuts, restart));
+            proptest::prop_assert!(!whole.is_empty());
+            proptest::prop_assert_eq!(whole, steps);
+        }
+    }
+
+    #[test]
+    fn the_mixed_fixture_fires_every_rule() {
+        let mut b = RuleSetBuilder::new();
+        b.add_yaml("mixed.yml", MIXED);
+        let rs = b.build();
+        let mut fired = HashSet::new();
+        for seed in 0..8 {
+            fired.extend(run_in_steps(&rs, &mixed_events(seed, 120), &[], false).iter().map(|h| h.correlation));
+        }
+        assert_eq!(fired.len(), rs.correlations().len(), "{fired:?}");
+    }
+
+    #[test]
+    fn a_restore_that_does_not_fit_is_refused() {
+        let h = Harness::new(BRUTE_FORCE);
+        let mut hits = Vec::new();
+        let mut engine = CorrelationEngine::new(h.rs.correlations());
+        engine.observe(RuleId(0), &failed(1, 0, "alice", "ip"), &mut hits);
+        let json = serde_json::to_string(&engine.saved()).unwrap();
+        // Another rule set: one more correlation rule.
+        let other = Harness::new(FAILED_AND_SUCCESS);
+        let mut wrong = CorrelationEngine::new(other.rs.correlations());
+        let e = wrong.restore(serde_json::from_str(&json).unwrap()).unwrap_err().to_string();
+        assert!(e.contains("correlation rules"), "{e}");
+        // Same count, another type of window.
+        let slow = Harness::new(SLOW_BRUTE);
+        let mut wrong = CorrelationEngine::new(slow.rs.correlations());
+        let e = wrong.restore(serde_json::from_str(&json).unwrap()).unwrap_err().to_string();
+        assert!(e.contains("does not fit"), "{e}");
+        assert!(serde_json::from_str::<SavedEngine>("{\"now\": 3}").is_err());
     }
 }
