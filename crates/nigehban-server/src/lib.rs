@@ -12,6 +12,7 @@ pub mod auth;
 pub mod demo;
 mod error;
 mod metrics;
+pub mod monitor;
 pub mod openapi;
 mod state;
 pub mod ui;
@@ -31,7 +32,7 @@ pub use state::{AppState, ServerConfig, TlsConfig};
 pub fn router(state: Arc<AppState>) -> Router {
     let limit = state.config.max_body_bytes;
     Router::new()
-        .merge(api::routes())
+        .merge(api::routes(state.monitor().map_or(16 << 20, |m| m.config().max_request_bytes)))
         .merge(ui::routes())
         .route("/healthz", axum::routing::get(metrics::healthz))
         .route("/metrics", axum::routing::get(metrics::metrics))

@@ -54,6 +54,9 @@ pub(crate) async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     for (outcome, c) in [("ok", &m.logins_ok), ("failed", &m.logins_failed), ("throttled", &m.logins_throttled)] {
         out.push_str(&format!("nigehban_logins_total{{outcome=\"{outcome}\"}} {}\n", c.load(Ordering::Relaxed)));
     }
+    if let Some(monitor) = state.monitor() {
+        monitor.render_metrics(&mut out);
+    }
     out.push_str("# HELP nigehban_info The running server.\n# TYPE nigehban_info gauge\n");
     out.push_str(&format!(
         "nigehban_info{{version=\"{}\",store=\"{}\"}} 1\n",

@@ -104,6 +104,35 @@ fn operations() -> Vec<Op> {
             .ok("200", Some("AuditPage")),
         op(Get, "/api/v1/audit/verify", "audit", "Verify the audit log's hash chain (platform administrator)"),
         op(Get, "/api/v1/openapi.json", "meta", "This document").public(),
+        op(
+            Post,
+            "/api/v1/ingest",
+            "monitoring",
+            "Send records (NDJSON, syslog, Zeek TSV, access logs, or a whole EVTX or .eml file; gzip accepted) for the \
+             caller's organisation; answered once stored durably, 429 with Retry-After when the server is behind",
+        )
+        .query(&[
+            ("source", "Where the records come from (a host, a file)"),
+            ("format", "json, syslog, zeek, access, squid, zimbra, eml or evtx (recognised by content when absent)"),
+            ("tlp", "The events' TLP, CLEAR to AMBER+STRICT (default AMBER+STRICT)"),
+        ])
+        .ok("200", Some("IngestOut")),
+        op(Get, "/api/v1/events/search", "monitoring", "Search stored events the caller may see, newest first")
+            .query(&[
+                ("from", "At or after this time (RFC 3339)"),
+                ("to", "Before this time (RFC 3339)"),
+                ("org", "Only this organisation (id)"),
+                ("dataset", "event.dataset, channel or format"),
+                ("host", "Host name"),
+                ("source", "Source name"),
+                ("q", "Text anywhere in the event (case-insensitive)"),
+                ("cursor", "next_cursor of the previous page"),
+                ("limit", "Page size, 1 to 1000 (default 100)"),
+            ])
+            .ok("200", Some("EventPageOut")),
+        op(Get, "/api/v1/events/log/{number}", "monitoring", "One stored event").ok("200", Some("EventOut")),
+        op(Get, "/api/v1/alerts/{id}/evidence", "alerts", "An alert's evidence: the matching events"),
+        op(Post, "/api/v1/alerts/{id}/status", "alerts", "Acknowledge, close or reopen an alert").body("AlertStatusIn"),
     ];
     for kind in Kind::ALL {
         let base = format!("/api/v1/{}", kind.plural());
@@ -220,6 +249,10 @@ pub fn document() -> OpenApi {
     let components = ComponentsBuilder::new()
         .schema("Error", error_schema)
         .schema_from::<LoginRequest>()
+        .schema_from::<IngestOut>()
+        .schema_from::<EventOut>()
+        .schema_from::<EventPageOut>()
+        .schema_from::<AlertStatusIn>()
         .schema_from::<LoginResponse>()
         .schema_from::<UserOut>()
         .schema_from::<MeOut>()

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
 use nigehban_policy::Tree;
@@ -113,6 +113,7 @@ pub struct AppState {
     tree: RwLock<Option<(Instant, Arc<Tree>)>>,
     pub(crate) limiter: LoginLimiter,
     pub(crate) metrics: Metrics,
+    monitor: OnceLock<Arc<crate::monitor::Monitor>>,
 }
 
 /// How long a cached tree is trusted before it is read again (other nodes may change it).
@@ -128,6 +129,7 @@ impl AppState {
             tree: RwLock::new(None),
             limiter: LoginLimiter::default(),
             metrics: Metrics::default(),
+            monitor: OnceLock::new(),
         })
     }
 
@@ -144,6 +146,16 @@ impl AppState {
             *guard = Some((Instant::now(), tree.clone()));
         }
         Ok(tree)
+    }
+
+    /// Live monitoring, when this node runs it (set once, before serving).
+    pub fn monitor(&self) -> Option<&Arc<crate::monitor::Monitor>> {
+        self.monitor.get()
+    }
+
+    /// Attaches live monitoring; `false` if it was attached already.
+    pub fn set_monitor(&self, monitor: Arc<crate::monitor::Monitor>) -> bool {
+        self.monitor.set(monitor).is_ok()
     }
 
     /// Forgets the cached tree (after a change to the constituency).

@@ -254,8 +254,14 @@ impl Store {
             return Ok(Some((0, 0)));
         }
         let now = now_micros();
-        on_write!(self, pool, _d => {
+        on_write!(self, pool, d => {
             let mut tx = pool.begin().await?;
+            if d == crate::Dialect::Postgres {
+                // Ids come from a sequence: two writers could commit them out of order, and a
+                // cursor that follows the log by id would pass an id committed later. One writer
+                // at a time keeps the log in order (SQLite has one writer anyway).
+                sqlx::query("SELECT pg_advisory_xact_lock(7340033)").execute(&mut *tx).await?;
+            }
             if let Some(key) = batch_key {
                 let seen: Option<(i64,)> = sqlx::query_as("SELECT first_id FROM ingested_batches WHERE batch_key = $1")
                     .bind(key)

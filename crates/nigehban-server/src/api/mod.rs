@@ -5,6 +5,7 @@
 //! `{"items": [...], "next_cursor": ...}` (pass `cursor` to get the next page); times in RFC 3339.
 
 mod admin;
+mod monitoring;
 mod objects;
 
 use std::sync::Arc;
@@ -20,13 +21,16 @@ use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
 pub use admin::*;
+pub use monitoring::{AlertStatusIn, EventOut, EventPageOut, IngestOut};
 pub use objects::*;
 
 use crate::{ApiError, AppState};
 
 /// Every API route.
-pub fn routes() -> Router<Arc<AppState>> {
+/// `max_ingest_bytes`: the largest ingest request (other routes keep the server's body limit).
+pub fn routes(max_ingest_bytes: usize) -> Router<Arc<AppState>> {
     let mut r = Router::new()
+        .merge(monitoring::routes(max_ingest_bytes))
         .route("/api/v1/openapi.json", get(crate::openapi::openapi_json))
         .route("/api/v1/auth/login", post(admin::login))
         .route("/api/v1/auth/logout", post(admin::logout))

@@ -48,6 +48,31 @@ pub struct ObjectOut {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Vec<Object>>)]
     pub shares: Option<Vec<Share>>,
+    /// Alerts raised by monitoring: rule, level, entity, count, first and last seen, status.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub alert: Option<nigehban_store::AlertDetails>,
+}
+
+/// `informational` … `critical` as 0 … 4.
+pub(crate) fn parse_level(s: &str) -> Result<i64, ApiError> {
+    ["informational", "low", "medium", "high", "critical"]
+        .iter()
+        .position(|l| l.eq_ignore_ascii_case(s))
+        .map(|i| i as i64)
+        .ok_or_else(|| {
+            ApiError::bad_request(format!("min_level: {s:?} is not informational, low, medium, high or critical"))
+        })
+}
+
+/// Adds the monitoring details to alerts that have them.
+pub(crate) async fn attach_alert_details(state: &AppState, items: &mut [ObjectOut]) -> Result<(), ApiError> {
+    let ids: Vec<Uuid> = items.iter().map(|o| o.id).collect();
+    let mut details = state.store.alert_details(&ids).await?;
+    for o in items {
+        o.alert = details.remove(&o.id);
+    }
+    Ok(())
 }
 
 /// A page of objects.
@@ -75,6 +100,7 @@ pub(crate) fn object_out(o: Object, auth: &Auth, tree: &nigehban_policy::Tree) -
         recipients: chain.then_some(o.recipients),
         assignees: (chain || assigned).then_some(o.assignees),
         shares: chain.then_some(o.shares),
+        alert: None,
     }
 }
 
@@ -88,6 +114,10 @@ pub struct ListParams {
     pub owner: Option<Uuid>,
     /// Words in the title (case-insensitive).
     pub q: Option<String>,
+    /// Alerts only: `new`, `acknowledged` or `closed`.
+    pub status: Option<String>,
+    /// Alerts only: this level and above (`informational`, `low`, `medium`, `high`, `critical`).
+    pub min_level: Option<String>,
     /// From `next_cursor` of the previous page.
     pub cursor: Option<String>,
     /// Page size (1–500, default 50).
@@ -170,7 +200,23 @@ async fn list(
         tlp: p.tlp.as_deref().map(parse_tlp).transpose()?,
         owner: p.owner,
         q: p.q.clone(),
+        alert_status: None,
+        min_level: None,
     };
+    let mut filter = filter;
+    if p.status.is_some() || p.min_level.is_some() {
+        if kind != Kind::Alert {
+            return Err(ApiError::bad_request("status and min_level filter alerts only"));
+        }
+        filter.alert_status = p
+            .status
+            .as_deref()
+            .map(|s| {
+                s.parse::<nigehban_store::AlertStatus>().map_err(|e| ApiError::bad_request(format!("status: {e}")))
+            })
+            .transpose()?;
+        filter.min_level = p.min_level.as_deref().map(parse_level).transpose()?;
+    }
     let before = p.cursor.as_deref().map(decode_cursor).transpose()?;
     let page = state.store.list_objects(&auth.principal, &tree, &filter, before, page_limit(p.limit)?).await?;
     // The store re-checked every row for listing; a search is checked for searching too.
@@ -181,6 +227,10 @@ async fn list(
         .filter(|o| !search || can(&auth.principal, &tree, &o.marking(), Action::Search).allowed())
         .map(|o| object_out(o, &auth, &tree))
         .collect();
+    let mut items = items;
+    if kind == Kind::Alert {
+        attach_alert_details(&state, &mut items).await?;
+    }
     let page = ObjectPage { items, next_cursor: page.next.map(encode_cursor) };
     // Written into a buffer of about the page's size (growing one from empty costs a
     // reallocation per doubling on a path every client polls).
@@ -214,7 +264,11 @@ async fn read(
     PathId(id): PathId,
 ) -> Result<Response, ApiError> {
     let (o, tree) = load(&state, &auth, kind, id, Action::Read).await?;
-    Ok(axum::Json(object_out(o, &auth, &tree)).into_response())
+    let mut out = vec![object_out(o, &auth, &tree)];
+    if kind == Kind::Alert {
+        attach_alert_details(&state, &mut out).await?;
+    }
+    Ok(axum::Json(out.pop()).into_response())
 }
 
 async fn export(

@@ -105,7 +105,13 @@ async fn list_page(
         s => Some(decode_cursor(s).map_err(|e| bad(e.message))?),
     };
     let search = q.q.trim().to_owned();
-    let filter = ObjectFilter { kind: Some(kind), tlp, owner, q: (!search.is_empty()).then(|| search.clone()) };
+    let filter = ObjectFilter {
+        kind: Some(kind),
+        tlp,
+        owner,
+        q: (!search.is_empty()).then(|| search.clone()),
+        ..ObjectFilter::default()
+    };
     let page = state.store.list_objects(p, &v.tree, &filter, before, PAGE_SIZE).await.map_err(|e| v.fail(e))?;
     let action = if filter.q.is_some() { Action::Search } else { Action::List };
     let names = OrgNames::new(state.store.orgs().await.map_err(|e| v.fail(e))?, v);

@@ -35,6 +35,7 @@ pub struct TestServer {
     pub state: Arc<AppState>,
     pub backend: Backend,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    stop_detection: Option<tokio::sync::watch::Sender<bool>>,
     task: Option<tokio::task::JoinHandle<()>>,
     pg: Option<FreshDatabase>,
     _dir: tempfile::TempDir,
@@ -48,6 +49,25 @@ impl TestServer {
 
     /// Starts a server with a configuration.
     pub async fn start_with(backend: Backend, config: ServerConfig) -> TestServer {
+        Self::start_full(backend, config, None).await
+    }
+
+    /// Starts a server with live monitoring over the built-in pack and the rules in
+    /// `rules` (detection runs when `detect` is set; otherwise events only queue up).
+    pub async fn start_monitored(
+        backend: Backend,
+        monitor: nigehban_server::monitor::MonitorConfig,
+        rules: Vec<std::path::PathBuf>,
+        detect: bool,
+    ) -> TestServer {
+        Self::start_full(backend, ServerConfig::default(), Some((monitor, rules, detect))).await
+    }
+
+    async fn start_full(
+        backend: Backend,
+        config: ServerConfig,
+        monitoring: Option<(nigehban_server::monitor::MonitorConfig, Vec<std::path::PathBuf>, bool)>,
+    ) -> TestServer {
         let dir = tempfile::tempdir().unwrap();
         let (store, pg) = match backend {
             Backend::Sqlite => (Store::open_sqlite(dir.path()).await.unwrap(), None),
@@ -58,6 +78,18 @@ impl TestServer {
             }
         };
         let state = AppState::new(store, config);
+        let mut stop_detection = None;
+        if let Some((mc, rules, detect)) = monitoring {
+            let options = nigehban_hunt::detectors::DetectorOptions { rules, ..Default::default() };
+            let (set, _) = nigehban_hunt::detectors::build(&options).unwrap();
+            let monitor = nigehban_server::monitor::Monitor::new(state.store.clone(), set, mc).await.unwrap();
+            assert!(state.set_monitor(monitor.clone()));
+            if detect {
+                let (tx, rx) = tokio::sync::watch::channel(false);
+                let _ = monitor.start(rx);
+                stop_detection = Some(tx);
+            }
+        }
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr: SocketAddr = listener.local_addr().unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -74,6 +106,7 @@ impl TestServer {
             state,
             backend,
             shutdown: Some(tx),
+            stop_detection,
             task: Some(task),
             pg,
             _dir: dir,
@@ -97,6 +130,9 @@ impl TestServer {
         }
         if let Some(t) = self.task.take() {
             let _ = t.await;
+        }
+        if let Some(tx) = self.stop_detection.take() {
+            let _ = tx.send(true);
         }
         self.state.store.close().await;
         if let Some(db) = self.pg.take() {

@@ -4,4 +4,5 @@
 mod bad_input;
 mod common;
 mod matrix_http;
+mod monitoring;
 mod ui_e2e;
