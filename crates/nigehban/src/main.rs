@@ -3,6 +3,7 @@
 mod admin;
 mod demo;
 mod hunt;
+mod ingest;
 mod parse;
 mod rules;
 mod serve;
@@ -27,6 +28,8 @@ enum Command {
     Admin(admin::AdminCommand),
     /// Sweep files and folders of logs with the built-in pack, Sigma rules and indicators.
     Hunt(hunt::HuntArgs),
+    /// Send log files, folders or standard input to a platform server for live monitoring.
+    Ingest(ingest::IngestArgs),
     /// Show what the readers make of log files: each event's fields, as JSON lines.
     Parse(parse::ParseArgs),
     /// Work with rule sets.
@@ -43,6 +46,7 @@ fn main() -> std::process::ExitCode {
         Command::Hunt(args) => hunt::run(args),
         Command::Rules(cmd) => rules::run(cmd),
         Command::Parse(args) => parse::run(args),
+        Command::Ingest(args) => ingest::run(args),
     };
     match result {
         Ok(code) => code,

@@ -1,4 +1,5 @@
 //! The `nigehban` command as a user runs it.
 
 mod cli;
+mod ingest;
 mod server;
