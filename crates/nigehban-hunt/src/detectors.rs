@@ -28,6 +28,9 @@ pub struct DetectorOptions {
     /// The time indicators are matched at for events without a timestamp (microseconds since
     /// the epoch); `None`: now.
     pub undated: Option<i64>,
+    /// For live streams (`Detector::stream`) rather than one hunt (`Detector::correlate`):
+    /// beaconing then makes observations instead of gathering connections itself.
+    pub live: bool,
 }
 
 /// What was loaded.
@@ -89,7 +92,8 @@ pub fn build(options: &DetectorOptions) -> Result<(DetectorSet, Loaded), SetupEr
     }
     if !options.no_builtin {
         let behaviour = Behaviour::builtin().map_err(SetupError::Pack)?;
-        set.push(Box::new(BeaconDetector::new(behaviour.beaconing).map_err(SetupError::Pack)?));
+        let beacon = BeaconDetector::new(behaviour.beaconing).map_err(SetupError::Pack)?;
+        set.push(Box::new(if options.live { beacon.for_streams() } else { beacon }));
         set.push(Box::new(FirstSeenDetector::new(behaviour.first_seen).map_err(SetupError::Pack)?));
         report.behaviour = true;
     }

@@ -124,7 +124,7 @@ fn run_server_demo(data: PathBuf, listen: SocketAddr, fresh: bool) -> anyhow::Re
             creds
         };
         print_logins(&creds, &creds_path);
-        run_server(store, ServerConfig::default(), listen).await
+        run_server(store, ServerConfig::default(), listen, Some(crate::serve::MonitoringSetup::default())).await
     })?;
     Ok(ExitCode::SUCCESS)
 }

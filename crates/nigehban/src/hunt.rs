@@ -125,6 +125,7 @@ pub fn run(args: HuntArgs) -> anyhow::Result<ExitCode> {
         warninglists: args.warninglists.clone(),
         min_level: args.min_level,
         undated: None,
+        live: false,
     };
     let t0 = Instant::now();
     let (detector, loaded) = detectors::build(&options)?;

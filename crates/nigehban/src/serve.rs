@@ -54,11 +54,92 @@ pub struct ServeArgs {
     /// Mark cookies Secure (implied by TLS; set it behind a TLS-terminating proxy).
     #[arg(long, env = "NIGEHBAN_SECURE_COOKIES")]
     pub secure_cookies: bool,
+    /// Sigma rule files or folders for live detection, added to the built-in pack (repeat).
+    #[arg(long = "rules", short = 'r', value_name = "PATH")]
+    pub rules: Vec<PathBuf>,
+    /// Indicator files or folders (STIX 2.1 bundles, plain lists) matched against live events.
+    #[arg(long = "indicators", short = 'i', value_name = "PATH")]
+    pub indicators: Vec<PathBuf>,
+    /// MISP warninglists: listed values are not loaded as indicators.
+    #[arg(long = "warninglists", short = 'w', value_name = "PATH")]
+    pub warninglists: Vec<PathBuf>,
+    /// Do not run live monitoring on this node (no ingest, no detection).
+    #[arg(long)]
+    pub no_monitoring: bool,
     /// A YAML file with any of: listen, data, database, tls_cert, tls_key, secure_cookies,
     /// session_hours, max_body_bytes, lockout_after, lockout_minutes, auth_cache_seconds,
-    /// national_cert_name.
+    /// national_cert_name, and `monitoring` (rules, indicators, warninglists, default_tlp,
+    /// max_backlog, dedup_minutes, and `ingest`: syslog_udp, syslog_tcp, syslog_tls, watch, orgs).
     #[arg(long, env = "NIGEHBAN_CONFIG")]
     pub config: Option<PathBuf>,
+}
+
+/// The `monitoring` section of the configuration file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MonitoringFile {
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    #[serde(default)]
+    pub rules: Vec<PathBuf>,
+    #[serde(default)]
+    pub indicators: Vec<PathBuf>,
+    #[serde(default)]
+    pub warninglists: Vec<PathBuf>,
+    /// TLP of ingested events unless a request says otherwise (default AMBER+STRICT).
+    pub default_tlp: Option<String>,
+    /// Events waiting for detection beyond which ingest answers 429.
+    pub max_backlog: Option<i64>,
+    /// Detections of one rule about one entity within this many minutes are one alert.
+    pub dedup_minutes: Option<u64>,
+    /// Syslog listeners and watched files.
+    #[serde(default)]
+    pub ingest: nigehban_ingest::IngestConfig,
+}
+
+/// What live monitoring runs with on this node.
+#[derive(Debug)]
+pub struct MonitoringSetup {
+    pub detectors: nigehban_hunt::detectors::DetectorOptions,
+    pub config: nigehban_server::monitor::MonitorConfig,
+    pub ingest: nigehban_ingest::IngestConfig,
+}
+
+impl Default for MonitoringSetup {
+    /// The built-in pack only, default settings, no sources but HTTP.
+    fn default() -> Self {
+        MonitoringSetup {
+            detectors: nigehban_hunt::detectors::DetectorOptions { live: true, ..Default::default() },
+            config: nigehban_server::monitor::MonitorConfig::default(),
+            ingest: nigehban_ingest::IngestConfig::default(),
+        }
+    }
+}
+
+impl MonitoringSetup {
+    fn from_parts(flags: &ServeArgs, file: MonitoringFile) -> anyhow::Result<MonitoringSetup> {
+        let mut config = nigehban_server::monitor::MonitorConfig::default();
+        if let Some(t) = &file.default_tlp {
+            config.default_tlp = t.parse().map_err(|e| anyhow::anyhow!("monitoring.default_tlp: {e}"))?;
+            if config.default_tlp == nigehban_policy::Tlp::Red {
+                bail!("monitoring.default_tlp: RED is for named people; monitoring data goes to the chain");
+            }
+        }
+        if let Some(b) = file.max_backlog {
+            config.max_backlog = b;
+        }
+        if let Some(m) = file.dedup_minutes {
+            config.dedup_window = Duration::from_secs(m.max(1) * 60);
+        }
+        let detectors = nigehban_hunt::detectors::DetectorOptions {
+            rules: flags.rules.iter().cloned().chain(file.rules).collect(),
+            indicators: flags.indicators.iter().cloned().chain(file.indicators).collect(),
+            warninglists: flags.warninglists.iter().cloned().chain(file.warninglists).collect(),
+            live: true,
+            ..Default::default()
+        };
+        Ok(MonitoringSetup { detectors, config, ingest: file.ingest })
+    }
 }
 
 /// The configuration file.
@@ -79,6 +160,7 @@ struct FileConfig {
     /// nodes, a revocation made on one takes effect on the others within this time.
     auth_cache_seconds: Option<u64>,
     national_cert_name: Option<String>,
+    monitoring: Option<MonitoringFile>,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -169,10 +251,54 @@ async fn first_start(store: &Store, national_name: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Loads the detectors and starts live monitoring (detection, the ingest sources) on `state`.
+pub async fn start_monitoring(
+    state: &Arc<AppState>,
+    setup: MonitoringSetup,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
+    let options = setup.detectors.clone();
+    let (set, loaded) = tokio::task::spawn_blocking(move || nigehban_hunt::detectors::build(&options))
+        .await?
+        .context("loading the detectors")?;
+    for (path, why) in &loaded.unreadable {
+        tracing::warn!(message = "A rule path could not be read.", path = %path.display(), reason = %why);
+    }
+    tracing::info!(
+        message = "Detectors loaded.",
+        rules = loaded.rules.loaded,
+        rules_failed = loaded.rules.failed.len(),
+        indicators = loaded.intel.as_ref().map_or(0, |i| i.loaded),
+    );
+    let monitor = nigehban_server::monitor::Monitor::new(state.store.clone(), set, setup.config).await?;
+    state.set_monitor(monitor.clone());
+    let (tx, mut tasks) = monitor.start(shutdown.clone());
+    let sources = nigehban_ingest::spawn_all(&setup.ingest, tx, monitor.ingest_metrics(), shutdown)
+        .await
+        .context("starting the ingest sources")?;
+    for s in sources {
+        if let Some(addr) = s.local_addr {
+            tracing::info!(message = "Ingest source listening.", address = %addr);
+        }
+        tasks.push(s.task);
+    }
+    Ok(tasks)
+}
+
 /// Runs a server over an opened store until Ctrl-C / SIGTERM.
-pub async fn run_server(store: Store, config: ServerConfig, listen: SocketAddr) -> anyhow::Result<()> {
+pub async fn run_server(
+    store: Store,
+    config: ServerConfig,
+    listen: SocketAddr,
+    monitoring: Option<MonitoringSetup>,
+) -> anyhow::Result<()> {
     let scheme = if config.tls.is_some() { "https" } else { "http" };
     let state: Arc<AppState> = AppState::new(store.clone(), config);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut tasks = Vec::new();
+    if let Some(setup) = monitoring {
+        tasks = start_monitoring(&state, setup, stop_rx).await?;
+    }
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
     tracing::info!(message = "Serving.", url = %format!("{scheme}://{listen}"), store = store.backend_name());
     let purge = store.clone();
@@ -185,18 +311,29 @@ pub async fn run_server(store: Store, config: ServerConfig, listen: SocketAddr) 
         }
     });
     nigehban_server::serve(state, listener, shutdown_signal()).await.context("serving")?;
+    let _ = stop_tx.send(true);
+    for t in tasks {
+        // Detection finishes its batch and commits; sources close their listeners.
+        let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
+    }
     store.close().await;
     Ok(())
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<std::process::ExitCode> {
     init_logging();
-    let file: FileConfig = match &args.config {
+    let mut file: FileConfig = match &args.config {
         Some(path) => {
             let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
             serde_saphyr::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
         }
         None => FileConfig::default(),
+    };
+    let monitoring_file = file.monitoring.take().unwrap_or_default();
+    let monitoring = if args.no_monitoring || monitoring_file.enabled == Some(false) {
+        None
+    } else {
+        Some(MonitoringSetup::from_parts(&args, monitoring_file)?)
     };
     let store_args = StoreArgs { data: args.store.data.or(file.data), database: args.store.database.or(file.database) };
     if store_args.data.is_some() && store_args.database.is_some() {
@@ -230,7 +367,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<std::process::ExitCode> {
     rt.block_on(async {
         let store = store_args.open(Path::new("nigehban-data")).await?;
         first_start(&store, &national).await?;
-        run_server(store, config, listen).await
+        run_server(store, config, listen, monitoring).await
     })?;
     Ok(std::process::ExitCode::SUCCESS)
 }

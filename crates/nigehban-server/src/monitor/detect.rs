@@ -1,23 +1,104 @@
 //! The detection worker: follows the event log with a cursor, runs the detectors, folds what
 //! they find into alerts, and commits the alerts with the new cursor position.
 
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use nigehban_detect::{Detection, Detector, Engine, Findings};
-use nigehban_event::{Source, codec};
+use base64::Engine as _;
+use nigehban_detect::{Detection, Detector, Engine, Findings, Observation, StreamState};
+use nigehban_event::{Position, Source, codec};
 use nigehban_policy::Tlp;
 use nigehban_store::{AlertHit, CursorUpdate, Evidence, StoredEvent};
 use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
 
 use super::{CURSOR, Monitor};
 
+/// The stateful part of detection: one stream per organisation (correlation windows,
+/// beaconing, first seen), with the newest event time seen, which sets its watermark.
+pub(crate) struct Streams {
+    states: HashMap<Uuid, (StreamState, i64)>,
+}
+
+/// The saved form of [`Streams`], kept with the detection cursor.
+#[derive(Serialize, Deserialize)]
+struct SavedStreams {
+    v: u32,
+    /// Organisation → (the stream's saved state, base64; the newest event time seen, µs).
+    orgs: BTreeMap<Uuid, (String, i64)>,
+}
+
+impl Streams {
+    /// Restores the streams saved with the cursor; a stream that cannot be restored (another
+    /// rule set, another version) starts afresh, and says so in the log.
+    fn restore(monitor: &Monitor, saved: Option<&[u8]>) -> Streams {
+        let mut states = HashMap::new();
+        let Some(bytes) = saved.filter(|b| !b.is_empty()) else { return Streams { states } };
+        let saved: SavedStreams = match serde_json::from_slice(bytes) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(message = "The saved detection state could not be read; detection windows start afresh.", error = %e);
+                return Streams { states };
+            }
+        };
+        if saved.v != 1 {
+            tracing::warn!(
+                message = "The saved detection state has another version; detection windows start afresh.",
+                version = saved.v
+            );
+            return Streams { states };
+        }
+        for (org, (b64, newest)) in saved.orgs {
+            let restored = base64::engine::general_purpose::STANDARD
+                .decode(b64)
+                .map_err(|e| e.to_string())
+                .and_then(|b| monitor.detectors.restore_stream(&b).map_err(|e| e.to_string()));
+            match restored {
+                Ok(state) => {
+                    for note in state.restore_notes() {
+                        tracing::warn!(message = "Part of a saved detection state started afresh.", org = %org, note = %note);
+                    }
+                    states.insert(org, (state, newest));
+                }
+                Err(e) => {
+                    tracing::warn!(message = "A saved detection stream could not be restored; it starts afresh.", org = %org, error = %e)
+                }
+            }
+        }
+        Streams { states }
+    }
+
+    fn save(&self) -> Option<Vec<u8>> {
+        let mut orgs = BTreeMap::new();
+        for (org, (state, newest)) in &self.states {
+            match state.to_bytes() {
+                Ok(b) => {
+                    orgs.insert(*org, (base64::engine::general_purpose::STANDARD.encode(b), *newest));
+                }
+                Err(e) => tracing::error!(message = "A detection stream could not be saved.", org = %org, error = %e),
+            }
+        }
+        serde_json::to_vec(&SavedStreams { v: 1, orgs }).ok()
+    }
+}
+
 /// Runs until `shutdown` says stop. Errors are logged and the batch is tried again: the cursor
-/// only moves with a successful commit.
+/// only moves with a successful commit, and the streams' state is saved with it.
 pub(crate) async fn run(monitor: Arc<Monitor>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
-    let mut cursor = monitor.detected.load(Ordering::Relaxed);
-    tracing::info!(message = "Detection follows the event log.", position = cursor);
+    let saved = match monitor.store.cursor(CURSOR).await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(message = "Detection could not read its cursor; it does not run.", error = %e);
+            return;
+        }
+    };
+    let mut cursor = saved.as_ref().map_or(0, |(p, _)| *p);
+    let mut streams = Streams::restore(&monitor, saved.as_ref().and_then(|(_, s)| s.as_deref()));
+    monitor.detected.store(cursor, Ordering::Relaxed);
+    tracing::info!(message = "Detection follows the event log.", position = cursor, streams = streams.states.len());
     loop {
         if *shutdown.borrow() {
             break;
@@ -41,17 +122,27 @@ pub(crate) async fn run(monitor: Arc<Monitor>, mut shutdown: tokio::sync::watch:
         };
         let m = monitor.clone();
         let count = batch.len() as u64;
-        let hits = match tokio::task::spawn_blocking(move || detect_batch(&m, &batch)).await {
-            Ok(h) => h,
+        // The streams go to the blocking thread and come back with the result; should the
+        // commit fail, the batch is detected again from the state saved with the last commit.
+        let before = streams.save();
+        let result = tokio::task::spawn_blocking(move || {
+            let hits = detect_batch(&m, &batch, &mut streams);
+            let saved = streams.save();
+            (hits, saved, streams)
+        })
+        .await;
+        let (hits, saved, back) = match result {
+            Ok(r) => r,
             Err(e) => {
-                // A detector panicked: a bug, not bad input (readers and detectors do not panic on
-                // input). Skipping the batch would lose detections silently, so stop here loudly.
+                // A detector panicked: a bug, not bad input (readers and detectors do not panic
+                // on input). Skipping the batch would lose detections silently: stop loudly.
                 tracing::error!(message = "Detection failed on a batch; the worker stops.", error = %e, position = cursor);
                 monitor.metrics.detect_errors.fetch_add(1, Ordering::Relaxed);
                 return;
             }
         };
-        let update = CursorUpdate { name: CURSOR, position: last, state: None };
+        streams = back;
+        let update = CursorUpdate { name: CURSOR, position: last, state: saved.as_deref() };
         match monitor.store.commit_detections(&hits, Some(update)).await {
             Ok(created) => {
                 cursor = last;
@@ -64,6 +155,7 @@ pub(crate) async fn run(monitor: Arc<Monitor>, mut shutdown: tokio::sync::watch:
             Err(e) => {
                 tracing::error!(message = "Detection could not commit its alerts; retrying the batch.", error = %e);
                 monitor.metrics.detect_errors.fetch_add(1, Ordering::Relaxed);
+                streams = Streams::restore(&monitor, before.as_deref());
                 pause(&mut shutdown, Duration::from_secs(1)).await;
             }
         }
@@ -78,34 +170,104 @@ async fn pause(shutdown: &mut tokio::sync::watch::Receiver<bool>, d: Duration) {
     }
 }
 
-/// Runs the detectors over a batch on every core; returns one hit per detection.
-pub(crate) fn detect_batch(monitor: &Monitor, batch: &[StoredEvent]) -> Vec<AlertHit> {
+/// Where a detection came from, for its alert.
+struct Origin<'a> {
+    org: Uuid,
+    event_id: Option<i64>,
+    source: &'a str,
+    ts: Option<i64>,
+    received_at: i64,
+    /// Where the event was in what was sent (line, offset, record).
+    position: String,
+}
+
+/// Runs the detectors over a batch: per-event detection on every core, then each
+/// organisation's stream in event-time order. Returns one hit per detection.
+pub(crate) fn detect_batch(monitor: &Monitor, batch: &[StoredEvent], streams: &mut Streams) -> Vec<AlertHit> {
     let window = i64::try_from(monitor.config.dedup_window.as_micros()).unwrap_or(i64::MAX).max(1);
-    batch
+    let lateness = i64::try_from(monitor.config.lateness.as_micros()).unwrap_or(i64::MAX);
+    let default_tlp = monitor.config.default_tlp;
+    let parts: Vec<(Vec<AlertHit>, Vec<(Uuid, Observation)>)> = batch
         .par_chunks(256)
-        .flat_map_iter(|chunk| {
+        .map(|chunk| {
             let mut hits = Vec::new();
+            let mut observations = Vec::new();
             let mut findings = Findings::default();
             for stored in chunk {
                 let source = Arc::new(Source { name: stored.source.clone(), organisation: Some(stored.org_id.to_string()) });
-                let event = match codec::decode(&stored.record, source) {
+                let mut event = match codec::decode(&stored.record, source) {
                     Ok(e) => e,
                     Err(e) => {
                         tracing::error!(message = "A stored event could not be decoded; it is not detected.", id = stored.id, error = %e);
                         continue;
                     }
                 };
-                let tlp = stored.tlp().unwrap_or(Tlp::AmberStrict);
+                let position = event.position.to_string();
+                // Streams take events with the same source, position and time for one event: the
+                // log position tells every stored event apart.
+                event.position = Position::Offset(u64::try_from(stored.id).unwrap_or_default());
+                let tlp = stored.tlp().unwrap_or(default_tlp);
                 let name: Arc<str> = Arc::from(stored.source.as_str());
                 monitor.detectors.detect(&event, &name, &mut findings);
+                let origin = Origin {
+                    org: stored.org_id,
+                    event_id: Some(stored.id),
+                    source: &stored.source,
+                    ts: stored.ts,
+                    received_at: stored.received_at,
+                    position,
+                };
                 for d in findings.detections.drain(..) {
-                    hits.push(hit(stored, tlp, &d, window));
+                    hits.push(hit(&origin, tlp, &d, window));
                 }
-                findings.observations.clear();
+                observations.extend(findings.observations.drain(..).map(|o| (stored.org_id, o)));
             }
-            hits
+            (hits, observations)
         })
-        .collect()
+        .collect();
+    let mut hits = Vec::new();
+    let mut per_org: BTreeMap<Uuid, Vec<Observation>> = BTreeMap::new();
+    for (h, obs) in parts {
+        hits.extend(h);
+        for (org, o) in obs {
+            per_org.entry(org).or_default().push(o);
+        }
+    }
+    // Each organisation's newest event time and strictest marking in this batch.
+    let mut newest: HashMap<Uuid, (i64, Tlp)> = HashMap::new();
+    for e in batch {
+        let entry = newest.entry(e.org_id).or_insert((i64::MIN, default_tlp));
+        entry.0 = entry.0.max(e.ts.unwrap_or(e.received_at));
+        entry.1 = entry.1.max(e.tlp().unwrap_or(default_tlp));
+    }
+    for (org, (time, tlp)) in newest {
+        let observations = per_org.remove(&org).unwrap_or_default();
+        let (state, seen) = streams.states.entry(org).or_insert_with(|| (monitor.detectors.stream_state(), i64::MIN));
+        *seen = (*seen).max(time);
+        if observations.is_empty() && state.stats().buffered == 0 && state.stats().state_entries == 0 {
+            continue;
+        }
+        let watermark =
+            jiff::Timestamp::from_microsecond(seen.saturating_sub(lateness)).unwrap_or(jiff::Timestamp::MIN);
+        let mut out = Vec::new();
+        monitor.detectors.stream(state, observations, watermark, &mut out);
+        for d in out {
+            let event_id = match d.position {
+                Position::Offset(id) => i64::try_from(id).ok(),
+                _ => None,
+            };
+            let origin = Origin {
+                org,
+                event_id,
+                source: &d.source,
+                ts: d.timestamp.map(|t| t.as_microsecond()),
+                received_at: d.timestamp.map_or(0, |t| t.as_microsecond()),
+                position: event_id.map_or_else(|| d.position.to_string(), |id| format!("event {id}")),
+            };
+            hits.push(hit(&origin, tlp, &d, window));
+        }
+    }
+    hits
 }
 
 fn engine_name(e: Engine) -> &'static str {
@@ -118,26 +280,26 @@ fn engine_name(e: Engine) -> &'static str {
 }
 
 /// What an alert is about: the host, else the first key field, else the source.
-fn entity(d: &Detection, stored: &StoredEvent) -> String {
+fn entity(d: &Detection, origin: &Origin<'_>) -> String {
     d.host
         .clone()
         .filter(|h| !h.is_empty())
         .or_else(|| d.fields.first().map(|(k, v)| format!("{k}={v}")))
-        .unwrap_or_else(|| stored.source.clone())
+        .unwrap_or_else(|| origin.source.to_owned())
 }
 
-/// A detection on a stored event, keyed for deduplication by owner, rule, entity and the
-/// dedup window its event time falls in (so a replay or a retro-hunt finds the same alert).
-pub(crate) fn hit(stored: &StoredEvent, tlp: Tlp, d: &Detection, window: i64) -> AlertHit {
-    let entity = entity(d, stored);
-    let ts = d.timestamp.map(|t| t.as_microsecond()).or(stored.ts).unwrap_or(stored.received_at);
+/// A detection, keyed for deduplication by owner, rule, entity and the dedup window its event
+/// time falls in (so a replay or a retro-hunt finds the same alert).
+fn hit(origin: &Origin<'_>, tlp: Tlp, d: &Detection, window: i64) -> AlertHit {
+    let entity = entity(d, origin);
+    let ts = d.timestamp.map(|t| t.as_microsecond()).or(origin.ts).unwrap_or(origin.received_at);
     let engine = engine_name(d.rule.engine);
     let dedup_key =
-        format!("{}|{engine}|{}|{}|{}", stored.org_id, d.rule.id, entity.to_lowercase(), ts.div_euclid(window));
+        format!("{}|{engine}|{}|{}|{}", origin.org, d.rule.id, entity.to_lowercase(), ts.div_euclid(window));
     let fields: serde_json::Map<String, serde_json::Value> =
         d.fields.iter().map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))).collect();
     AlertHit {
-        owner: stored.org_id,
+        owner: origin.org,
         tlp,
         dedup_key,
         rule_id: d.rule.id.clone(),
@@ -149,10 +311,10 @@ pub(crate) fn hit(stored: &StoredEvent, tlp: Tlp, d: &Detection, window: i64) ->
         entity,
         ts,
         evidence: Evidence {
-            event_id: Some(stored.id),
-            ts: d.timestamp.map(|t| t.as_microsecond()).or(stored.ts),
-            source: stored.source.clone(),
-            position: d.position.to_string(),
+            event_id: origin.event_id,
+            ts: d.timestamp.map(|t| t.as_microsecond()).or(origin.ts),
+            source: origin.source.to_owned(),
+            position: origin.position.clone(),
             fields: serde_json::Value::Object(fields).to_string(),
         },
     }

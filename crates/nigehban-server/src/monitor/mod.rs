@@ -50,6 +50,9 @@ pub struct MonitorConfig {
     pub dedup_window: Duration,
     /// Events the detection worker reads per batch.
     pub detect_batch: u32,
+    /// How late (in event time, behind the newest event of its organisation) an event may
+    /// arrive and still count in correlation windows.
+    pub lateness: Duration,
 }
 
 impl Default for MonitorConfig {
@@ -63,6 +66,7 @@ impl Default for MonitorConfig {
             write_wait: Duration::from_secs(2),
             dedup_window: Duration::from_secs(3600),
             detect_batch: 20_000,
+            lateness: Duration::from_secs(300),
         }
     }
 }

@@ -80,7 +80,7 @@ impl TestServer {
         let state = AppState::new(store, config);
         let mut stop_detection = None;
         if let Some((mc, rules, detect)) = monitoring {
-            let options = nigehban_hunt::detectors::DetectorOptions { rules, ..Default::default() };
+            let options = nigehban_hunt::detectors::DetectorOptions { rules, live: true, ..Default::default() };
             let (set, _) = nigehban_hunt::detectors::build(&options).unwrap();
             let monitor = nigehban_server::monitor::Monitor::new(state.store.clone(), set, mc).await.unwrap();
             assert!(state.set_monitor(monitor.clone()));

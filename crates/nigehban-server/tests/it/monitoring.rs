@@ -297,3 +297,70 @@ async fn ingest_pushes_back_when_detection_is_behind_and_stores_nothing_it_refus
         server.stop().await;
     }
 }
+
+#[tokio::test]
+async fn correlation_counts_across_requests_and_fires_once_the_window_is_decided() {
+    for backend in backends() {
+        let server = TestServer::start_monitored(backend, MonitorConfig::default(), Vec::new(), true).await;
+        let s = server.store();
+        let n = org(s, OrgKind::National, "ncert", &[]).await;
+        let p = org(s, OrgKind::SectoralCert, "telecom-cert", &[n]).await;
+        let m = org(s, OrgKind::Organisation, "telecom", &[p]).await;
+        let shipper = token(s, m, Role::OrgSecurityLead, &["events:write"]).await;
+        let reader = token(s, m, Role::OrgSecurityLead, &["*:read"]).await;
+        let line = |minute: u32, second: u32, msg: &str| {
+            format!("<38>1 2026-11-28T10:{minute:02}:{second:02}Z bastion sshd 4242 - - {msg}\n")
+        };
+        let fail = |second: u32| line(0, second, "Failed password for root from 203.0.113.9 port 50022 ssh2");
+        // Twelve failures for one account, sent in two requests.
+        for part in [0..6u32, 6..12] {
+            let body: String = part.map(fail).collect();
+            let r = client()
+                .post(server.url("/api/v1/ingest?source=bastion"))
+                .bearer_auth(&shipper)
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+        }
+        // Later events move the organisation's watermark past the window.
+        let later = line(20, 0, "Accepted publickey for deploy from 198.51.100.7 port 40000 ssh2");
+        let r = client()
+            .post(server.url("/api/v1/ingest?source=bastion"))
+            .bearer_auth(&shipper)
+            .body(later)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let mut found = None;
+        for _ in 0..200 {
+            let page: Value = client()
+                .get(server.url("/api/v1/alerts?min_level=medium"))
+                .bearer_auth(&reader)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            found = page["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|a| a["alert"]["rule_title"] == "Brute force against one account")
+                .cloned();
+            if found.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let alert = found.expect("the brute-force correlation fired");
+        assert_eq!(alert["alert"]["engine"], "correlation", "{alert}");
+        assert_eq!(alert["alert"]["count"], 1, "one correlation hit, not one per failure: {alert}");
+        let metrics = client().get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
+        assert!(metrics.contains("nigehban_detect_backlog 0"), "{metrics}");
+        server.stop().await;
+    }
+}
