@@ -73,9 +73,13 @@ struct IngestAnswer {
     errors: Vec<LineError>,
 }
 
+/// A record the server could not read: by line of the body (text) or byte offset.
 #[derive(Debug, Deserialize)]
 struct LineError {
-    line: u64,
+    #[serde(default)]
+    line: Option<u64>,
+    #[serde(default)]
+    offset: Option<u64>,
     message: String,
 }
 
@@ -430,7 +434,18 @@ impl Run<'_> {
                     self.summary.accepted += a.accepted;
                     self.summary.rejected += a.rejected;
                     for e in &a.errors {
-                        self.summary.error(format!("{name}: {}: {}", position(&chunk, e.line, evtx), e.message));
+                        let at = match (e.line, e.offset) {
+                            (Some(line), _) => position(&chunk, line, evtx),
+                            (None, Some(offset)) => format!(
+                                "chunk from {} {}, byte {offset}",
+                                if evtx { "record" } else { "line" },
+                                chunk.first
+                            ),
+                            (None, None) => {
+                                format!("chunk from {} {}", if evtx { "record" } else { "line" }, chunk.first)
+                            }
+                        };
+                        self.summary.error(format!("{name}: {at}: {}", e.message));
                     }
                 }
                 Err(Failure::Fatal(message)) => bail!("{message}"),
@@ -621,6 +636,21 @@ async fn run_async(args: IngestArgs) -> anyhow::Result<ExitCode> {
     let files: Vec<PathBuf> = args.paths.iter().filter(|p| p.as_os_str() != "-").cloned().collect();
     let (found, skipped) =
         if files.is_empty() { (Vec::new(), Vec::new()) } else { inputs::discover(&files, args.format) };
+    // The state file may sit in a folder being sent: it is not a log.
+    let (found, skipped) = match &args.state {
+        Some(state) => {
+            let own = |p: &Path| {
+                let canon = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_owned());
+                let name = state.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                canon(p) == canon(state) || p.file_name().is_some_and(|n| n.to_string_lossy() == format!(".{name}.tmp"))
+            };
+            (
+                found.into_iter().filter(|i| !own(&i.path)).collect(),
+                skipped.into_iter().filter(|s| !own(&s.path)).collect::<Vec<_>>(),
+            )
+        }
+        None => (found, skipped),
+    };
     let state = match &args.state {
         Some(p) => State::load(p)?,
         None => State::default(),

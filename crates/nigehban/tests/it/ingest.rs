@@ -229,3 +229,99 @@ fn zeek_chunks_repeat_the_header() {
     }
     assert_eq!(lines, data);
 }
+
+#[test]
+fn standard_input_is_sent_as_source_stdin() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = serve(accept_all());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_nigehban"))
+        .args(["ingest", "--server", &server.url(), "--format", "syslog", "-"])
+        .env("NIGEHBAN_TOKEN", "secret-token")
+        .current_dir(dir.path())
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run nigehban");
+    child.stdin.take().expect("stdin").write_all(b"<13>one\n<13>two").expect("write");
+    let out = child.wait_with_output().expect("wait");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let requests = server.requests();
+    assert_eq!(requests.len(), 1);
+    assert_eq!(requests[0].target, "/api/v1/ingest?source=stdin&format=syslog");
+    assert_eq!(requests[0].body, "<13>one\n<13>two\n");
+}
+
+/// A small EVTX file of the shared corpus, or None (with a notice) outside CI.
+fn corpus_evtx() -> Option<std::path::PathBuf> {
+    let root = match std::env::var_os("NIGEHBAN_CORPUS") {
+        Some(p) => std::path::PathBuf::from(p),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpus"),
+    };
+    let file = root.join("evtx/EVTX-to-MITRE-Attack/TA0008-Lateral Movement/T1021.002-SMB Windows Admin Shares/ID4688-4648 Lateral movement with net use.evtx");
+    if file.exists() {
+        return Some(file);
+    }
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("the shared corpus EVTX file is missing at {} (set NIGEHBAN_CORPUS)", file.display());
+    }
+    eprintln!("notice: shared corpus not found at {}; test skipped", root.display());
+    None
+}
+
+#[test]
+fn evtx_records_are_sent_as_json_lines() {
+    let Some(sample) = corpus_evtx() else { return };
+    let expected = nigehban_event::read::evtx::read_all(
+        std::fs::File::open(&sample).expect("open"),
+        nigehban_event::Source::file("sample"),
+    )
+    .filter(|i| matches!(i, nigehban_event::Item::Event(_)))
+    .count();
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::copy(&sample, dir.path().join("Security.evtx")).expect("copy");
+    let server = serve(accept_all());
+    let out = ingest(&server, &["--chunk-bytes", "4096", "--state", "state.json", "."], dir.path());
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let requests = server.requests();
+    let mut lines = 0;
+    for r in &requests {
+        assert!(r.target.ends_with("&format=json"), "{}", r.target);
+        for line in r.body.lines() {
+            let v: serde_json::Value = serde_json::from_str(line).expect("one JSON record per line");
+            assert!(v.get("Event").is_some(), "{line}");
+            lines += 1;
+        }
+    }
+    assert_eq!(lines, expected);
+    assert!(text(&out.stderr).contains(&format!("accepted: {expected}")), "{}", text(&out.stderr));
+    // Done: a rerun sends nothing.
+    let again = serve(accept_all());
+    let out = ingest(&again, &["--state", "state.json", "."], dir.path());
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(again.requests().is_empty());
+}
+
+#[test]
+fn too_large_chunks_are_split_and_bad_requests_reported() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let content = syslog_file(dir.path(), "a.log", 10);
+    let accept = accept_all();
+    let server =
+        serve(Box::new(
+            move |i, r| {
+                if r.body.lines().count() > 3 { (413, vec![], "{}".to_owned()) } else { accept(i, r) }
+            },
+        ));
+    let out = ingest(&server, &["a.log"], dir.path());
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let accepted: String =
+        server.requests().iter().filter(|r| r.body.lines().count() <= 3).map(|r| r.body.as_str()).collect();
+    assert_eq!(accepted, content, "every line once, in order");
+
+    let server = serve(Box::new(|_, _| (400, vec![], "{\"error\": \"format: unknown\"}".to_owned())));
+    let out = ingest(&server, &["a.log"], dir.path());
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("a.log: lines 1–10 refused: 400"), "{stderr}");
+    assert_eq!(server.requests().len(), 1, "a bad request is not retried");
+}
