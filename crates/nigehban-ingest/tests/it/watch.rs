@@ -226,3 +226,48 @@ async fn evtx_files_are_read_once_they_stop_growing() {
     quiet(&mut h).await;
     stop(h, s).await;
 }
+
+#[tokio::test]
+async fn a_file_rotated_while_the_watcher_was_down_is_finished_from_its_saved_offset() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let logs = dir.path().join("logs");
+    std::fs::create_dir(&logs).expect("dir");
+    let log = logs.join("app.log");
+    append(&log, "o1\n");
+    let mut cfg = config(vec![log.clone()]);
+    cfg.from_start = true;
+    cfg.state_file = Some(dir.path().join("state.json"));
+    let mut h = harness(16);
+    let s = start(&h, &cfg).await;
+    assert_eq!(collect(&mut h.rx, 1).await, ["o1"]);
+    eventually("the state to be saved", || {
+        std::fs::read_to_string(dir.path().join("state.json")).is_ok_and(|s| s.contains("\"offset\": 3"))
+    })
+    .await;
+    stop(h, s).await;
+
+    append(&log, "o2\n");
+    std::fs::rename(&log, logs.join("app.log.1")).expect("rename");
+    append(&log, "n1\n");
+    let mut h = harness(16);
+    let s = start(&h, &cfg).await;
+    assert_eq!(collect(&mut h.rx, 2).await, ["o2", "n1"]);
+    quiet(&mut h).await;
+    stop(h, s).await;
+}
+
+#[tokio::test]
+async fn folders_skip_archives_hidden_files_and_other_suffixes() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for (name, text) in [("a.log", "a\n"), ("b.txt", "b\n"), ("a.log.2.gz", "gz\n"), (".hidden.log", "h\n")] {
+        append(&dir.path().join(name), text);
+    }
+    let mut h = harness(16);
+    let mut cfg = config(vec![dir.path().to_owned()]);
+    cfg.from_start = true;
+    cfg.suffix = Some(".log".into());
+    let s = start(&h, &cfg).await;
+    assert_eq!(collect(&mut h.rx, 1).await, ["a"]);
+    quiet(&mut h).await;
+    stop(h, s).await;
+}
