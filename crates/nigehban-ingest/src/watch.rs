@@ -16,9 +16,9 @@
 //! - EVTX files (`.evtx`) are read once their size is the same at two polls in a row; each
 //!   record's JSON rendering is one record (format hint "json").
 //!
-//! Files already there on the very first run (no state file yet) are tailed from their end
-//! unless `from_start`; files that appear later are read from their start. EVTX files are
-//! always read whole.
+//! Files already there on the very first run (no state file yet) are tailed from the end of
+//! their last complete line unless `from_start`; files that appear later are read from their
+//! start. EVTX files are always read whole.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -152,6 +152,20 @@ fn read_zeek_header(file: &File) -> std::io::Result<Option<ZeekHeader>> {
 
 fn trim_cr(line: &[u8]) -> &[u8] {
     line.strip_suffix(b"\r").unwrap_or(line)
+}
+
+/// Where tailing a file from its end starts: after its last complete line, so that a line
+/// being written is sent whole (the file's size if no line ends in its last 64 KiB).
+fn end_of_last_line(file: &File, size: u64) -> std::io::Result<u64> {
+    let len = size.min(HEADER_LIMIT as u64);
+    let mut buf = vec![0u8; len as usize];
+    let mut f = file;
+    f.seek(SeekFrom::Start(size - len))?;
+    let n = evtx::read_full(&mut f, &mut buf)?;
+    Ok(match buf[..n].iter().rposition(|b| *b == b'\n') {
+        Some(i) => size - len + i as u64 + 1,
+        None => size,
+    })
 }
 
 /// What one read of a text file gave.
@@ -473,10 +487,11 @@ impl Watcher {
             let file = File::open(&owned)?;
             let size = file.metadata()?.len();
             let zeek = if evtx { None } else { read_zeek_header(&file)? };
-            Ok((file, size, zeek))
+            let tail_at = if tail && !evtx { end_of_last_line(&file, size)? } else { size };
+            Ok((file, size, zeek, tail_at))
         })
         .await;
-        let (file, size, zeek) = match opened {
+        let (file, size, zeek, tail_at) = match opened {
             Ok(Ok(o)) => o,
             Ok(Err(e)) => {
                 tracing::warn!(message = "Watched file cannot be opened.", file = %path.display(), error = %e);
@@ -495,7 +510,7 @@ impl Watcher {
                 // Shorter than the saved offset: truncated while the watcher was down.
                 Some(s) if s.offset <= size => s.offset,
                 Some(_) => 0,
-                None if tail => size,
+                None if tail => tail_at,
                 None => 0,
             };
             (offset.max(header_end), Kind::Text { zeek, skip_line: false })
