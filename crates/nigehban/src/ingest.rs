@@ -402,7 +402,8 @@ impl Run<'_> {
         }
     }
 
-    /// Sends the chunks `next` gives, one at a time. False when the run must stop (fatal).
+    /// Sends the chunks `next` gives, one at a time, saving the file's progress after each.
+    /// An error ends the run (the token was refused, the server kept failing).
     async fn ship(
         &mut self,
         name: &str,
@@ -410,7 +411,7 @@ impl Run<'_> {
         evtx: bool,
         format: Option<&str>,
         mut next: impl FnMut() -> anyhow::Result<Option<Chunk>>,
-    ) -> anyhow::Result<bool> {
+    ) -> anyhow::Result<()> {
         let source = self.args.source.clone().unwrap_or_else(|| name.to_owned());
         let mut queue: VecDeque<(Chunk, bool)> = VecDeque::new();
         loop {
@@ -418,7 +419,7 @@ impl Run<'_> {
                 Some(c) => c,
                 None => match next()? {
                     Some(c) => (c, true),
-                    None => return Ok(true),
+                    None => return Ok(()),
                 },
             };
             let raw = chunk.body.len() as u64;
@@ -515,52 +516,51 @@ impl Run<'_> {
             bar.inc(offset.min(meta.len()));
         }
         let limit = self.args.chunk_bytes.clamp(1, MAX_BODY / 2);
-        let go_on = if evtx_file {
+        if evtx_file {
             let file = std::fs::File::open(path).with_context(|| format!("opening {name}"))?;
             let mut items = evtx::read_all(std::io::BufReader::new(file), Source::file(name.clone()));
             let mut record = 0u64;
             let mut bad = 0u64;
-            let result = self
-                .ship(&name, Some(&key), true, Some("json"), || {
-                    let mut body = Vec::new();
-                    let mut first = 0;
-                    let mut n = 0;
-                    while body.len() < limit {
-                        match items.next() {
-                            None => break,
-                            Some(Item::Diagnostic(d)) => {
-                                bad += 1;
-                                eprintln!("warning: {d}");
+            self.ship(&name, Some(&key), true, Some("json"), || {
+                let mut body = Vec::new();
+                let mut first = 0;
+                let mut n = 0;
+                while body.len() < limit {
+                    match items.next() {
+                        None => break,
+                        Some(Item::Diagnostic(d)) => {
+                            bad += 1;
+                            eprintln!("warning: {d}");
+                        }
+                        Some(Item::Event(e)) => {
+                            record += 1;
+                            // Acknowledged by an earlier run.
+                            if record <= lines {
+                                continue;
                             }
-                            Some(Item::Event(e)) => {
-                                record += 1;
-                                // Acknowledged by an earlier run.
-                                if record <= lines {
-                                    continue;
-                                }
-                                if n == 0 {
-                                    first = record;
-                                }
-                                body.extend_from_slice(e.raw.as_bytes());
-                                body.push(b'\n');
-                                n += 1;
+                            if n == 0 {
+                                first = record;
                             }
+                            body.extend_from_slice(e.raw.as_bytes());
+                            body.push(b'\n');
+                            n += 1;
                         }
                     }
-                    Ok((n > 0).then_some(Chunk {
-                        body,
-                        lines: n,
-                        header_lines: 0,
-                        first,
-                        end_offset: 0,
-                        end_lines: record,
-                    }))
-                })
-                .await?;
+                }
+                Ok((n > 0).then_some(Chunk {
+                    body,
+                    lines: n,
+                    header_lines: 0,
+                    first,
+                    end_offset: 0,
+                    end_lines: record,
+                }))
+            })
+            .await?;
             if bad > 0 {
                 self.summary.skipped.push(format!("{name}: {bad} records or chunks could not be read"));
             }
-            result
+            self.progress(meta.len());
         } else {
             let header = if self.args.format.is_none_or(|f| f == Format::ZeekTsv) && input.format == Format::ZeekTsv {
                 zeek_header(input).with_context(|| format!("reading {name}"))?
@@ -576,12 +576,9 @@ impl Run<'_> {
             self.ship(&name, Some(&key), false, format, || {
                 chunks.next_chunk(limit).with_context(|| format!("reading {name}"))
             })
-            .await?
-        };
-        if evtx_file {
-            self.progress(meta.len());
+            .await?;
         }
-        if go_on && let Some(entry) = self.state.files.get_mut(&key) {
+        if let Some(entry) = self.state.files.get_mut(&key) {
             entry.done = true;
             self.save_state()?;
         }
