@@ -277,3 +277,34 @@ fn default_batch_bytes() -> usize {
 fn default_evtx_batch_records() -> usize {
     1000
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The shape the server's TOML holds under `[ingest]`, here as the equivalent JSON.
+    #[test]
+    fn reads_the_documented_shape_with_defaults() {
+        let json = r#"{
+            "orgs": {"default_org": "unassigned", "networks": [{"cidr": "10.1.0.0/16", "org": "org-a"}]},
+            "syslog_udp": [{"listen": "0.0.0.0:514"}],
+            "syslog_tcp": [{"listen": "[::]:601", "max_message_bytes": 8192, "format": "auto"}],
+            "syslog_tls": [{"listen": "0.0.0.0:6514", "cert": "s.crt", "key": "s.key", "client_ca": "ca.crt",
+                            "client_orgs": [{"name": "fw1.org-a.example", "org": "org-a"}, {"sha256": "3f:a1", "org": "org-b"}]}],
+            "watch": [{"paths": ["/var/log/auth.log"], "org": "org-a", "state_file": "/var/lib/w.json"}]
+        }"#;
+        let c: IngestConfig = serde_json::from_str(json).expect("config");
+        assert_eq!(c.orgs.networks[0].org, "org-a");
+        assert_eq!(c.syslog_udp[0].batch_records, 256);
+        assert_eq!(c.syslog_tcp[0].max_message_bytes, 8192);
+        assert_eq!(c.syslog_tcp[0].max_connections, 1024);
+        assert_eq!(syslog_format_hint(&c.syslog_tcp[0].format), None);
+        assert_eq!(syslog_format_hint(&c.syslog_udp[0].format).as_deref(), Some("syslog"));
+        assert_eq!(c.syslog_tls[0].client_orgs.len(), 2);
+        assert_eq!(c.syslog_tls[0].handshake_timeout_secs, 10);
+        assert_eq!(c.watch[0].poll_interval_ms, 1000);
+        assert!(!c.watch[0].from_start);
+        let unknown = r#"{"syslog_udp": [{"listen": "0.0.0.0:514", "port": 1}]}"#;
+        assert!(serde_json::from_str::<IngestConfig>(unknown).is_err(), "unknown fields are refused");
+    }
+}

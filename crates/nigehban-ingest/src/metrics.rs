@@ -109,7 +109,8 @@ impl IngestMetrics {
     pub fn unmapped_refused(&self, kind: SourceKind) -> u64 {
         self.unmapped_refused.get(kind)
     }
-    /// Batches the server refused (answered with an error).
+    /// Batches the server refused (answered with an error) or dropped without an answer
+    /// (`nigehban_ingest_batch_failures_total`).
     pub fn batches_refused(&self, kind: SourceKind) -> u64 {
         self.batches_refused.get(kind)
     }
@@ -190,9 +191,11 @@ impl IngestMetrics {
                 &[SourceKind::SyslogUdp, SourceKind::SyslogTcp, SourceKind::SyslogTls],
             ),
             (
-                "batches_refused_total",
+                // Not `batches_refused_total`: the server's receiver counts its refusals under
+                // that name, and one exposition cannot hold a family twice.
+                "batch_failures_total",
                 "counter",
-                "Batches the server refused.",
+                "Batches a source saw refused by the server or dropped without an answer.",
                 &self.batches_refused,
                 &[SourceKind::SyslogTcp, SourceKind::SyslogTls, SourceKind::File],
             ),
@@ -241,6 +244,8 @@ mod tests {
         assert!(text.contains("nigehban_ingest_bytes_total{source=\"syslog_tcp\"} 120\n"), "{text}");
         assert!(text.contains("nigehban_ingest_udp_dropped_total 2\n"), "{text}");
         assert!(text.contains("# TYPE nigehban_ingest_connections_open gauge\n"), "{text}");
+        // The server's receiver has its own `nigehban_ingest_batches_refused_total`.
+        assert!(!text.contains("batches_refused"), "{text}");
         assert!(text.contains("nigehban_ingest_connections_open{source=\"syslog_tls\"} 1\n"), "{text}");
         // Every sample line follows its HELP and TYPE lines.
         for line in text.lines().filter(|l| !l.starts_with('#')) {

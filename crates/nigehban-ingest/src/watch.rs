@@ -332,6 +332,10 @@ struct Tracked {
     retired: bool,
     retired_polls: u32,
     last_size: u64,
+    /// After a refused batch the file waits until then before it is sent again, and the wait
+    /// doubles at each refusal, so a server that keeps refusing is not asked at every poll.
+    retry_at: Option<tokio::time::Instant>,
+    retry_wait: Duration,
 }
 
 enum Delivery {
@@ -350,6 +354,9 @@ struct Watcher {
     restored: Vec<FileEntry>,
     first_run: bool,
     first_poll: bool,
+    interval: Duration,
+    /// Set by `deliver` when the server refused a batch.
+    refused: bool,
     next_seq: u64,
 }
 
@@ -384,6 +391,8 @@ pub async fn spawn_watch(
         restored: saved.map(|s| s.files).unwrap_or_default(),
         first_poll: true,
         next_seq: 0,
+        interval,
+        refused: false,
     };
     let task = tokio::spawn(async move {
         loop {
@@ -525,13 +534,31 @@ impl Watcher {
             retired: false,
             retired_polls: 0,
             last_size: size,
+            retry_at: None,
+            retry_wait: self.interval,
         })
     }
 
     /// Reads what is new in one file and delivers it. Some(changed) to go on, None to stop.
     async fn read_file(&mut self, id: FileId) -> Option<bool> {
-        let is_evtx = matches!(self.tracked.get(&id)?.kind, Kind::Evtx { .. });
-        if is_evtx { self.read_evtx(id).await } else { self.read_text_file(id).await }
+        let t = self.tracked.get(&id)?;
+        if t.retry_at.is_some_and(|at| tokio::time::Instant::now() < at) {
+            return Some(false);
+        }
+        let is_evtx = matches!(t.kind, Kind::Evtx { .. });
+        self.refused = false;
+        let changed = if is_evtx { self.read_evtx(id).await } else { self.read_text_file(id).await }?;
+        let refused = std::mem::take(&mut self.refused);
+        if let Some(t) = self.tracked.get_mut(&id) {
+            if refused {
+                t.retry_at = Some(tokio::time::Instant::now() + t.retry_wait);
+                t.retry_wait = (t.retry_wait * 2).min(Duration::from_secs(60));
+            } else {
+                t.retry_at = None;
+                t.retry_wait = self.interval;
+            }
+        }
+        Some(changed)
     }
 
     async fn read_text_file(&mut self, id: FileId) -> Option<bool> {
@@ -733,11 +760,13 @@ impl Watcher {
             Ok(Ok(())) => Delivery::Stored,
             Ok(Err(reason)) => {
                 self.metrics.add_batch_refused(SourceKind::File);
+                self.refused = true;
                 tracing::warn!(message = "Batch refused by the server; it will be sent again.", file = %path.display(), %reason);
                 Delivery::Refused
             }
             Err(_) => {
                 self.metrics.add_batch_refused(SourceKind::File);
+                self.refused = true;
                 tracing::warn!(message = "Batch dropped by the server without an answer; it will be sent again.", file = %path.display());
                 Delivery::Refused
             }

@@ -141,8 +141,13 @@ async fn a_refused_batch_is_sent_again() {
     let s = start(&h, &cfg).await;
     let b = next_batch(&mut h.rx).await;
     let _ = b.ack.expect("ack").send(Err("not now".into()));
+    let b = next_batch(&mut h.rx).await;
+    let _ = b.ack.expect("ack").send(Err("still not".into()));
+    // Sent again after a wait that doubles at each refusal (one poll, then two).
+    let t0 = std::time::Instant::now();
     assert_eq!(collect(&mut h.rx, 1).await, ["r1"]);
-    assert_eq!(h.metrics.batches_refused(SourceKind::File), 1);
+    assert!(t0.elapsed() >= Duration::from_millis(40), "{:?}", t0.elapsed());
+    assert_eq!(h.metrics.batches_refused(SourceKind::File), 2);
     stop(h, s).await;
 }
 
