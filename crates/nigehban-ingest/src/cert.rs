@@ -212,6 +212,23 @@ mod tests {
         assert_eq!(org_for_cert(&der, &both_must_match, Some("d")), Some("d"));
     }
 
+    proptest::proptest! {
+        /// Whatever the bytes (a certificate with flipped bytes, or noise): no panic.
+        #[test]
+        fn never_panics_on_arbitrary_der(
+            noise in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512),
+            flips in proptest::collection::vec((proptest::prelude::any::<usize>(), proptest::prelude::any::<u8>()), 0..8),
+        ) {
+            let _ = names(&noise);
+            let mut der = cert("x", &["y"]);
+            let len = der.len();
+            for (at, byte) in flips {
+                der[at % len] = byte;
+            }
+            let _ = names(&der);
+        }
+    }
+
     #[test]
     fn malformed_der_gives_no_names_and_no_panic() {
         assert_eq!(names(b""), None);
