@@ -42,7 +42,9 @@ pub use watch::spawn_watch;
 /// "syslog-tcp 10.1.2.3", "file /var/log/auth.log").
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Origin {
+    /// The organisation key: an organisation's UUID or short name.
     pub org: String,
+    /// Where the records came from, as shown with the events.
     pub source: String,
 }
 
@@ -69,21 +71,29 @@ pub type Shutdown = tokio::sync::watch::Receiver<bool>;
 /// port 0).
 #[derive(Debug)]
 pub struct Spawned {
+    /// The address the listener is bound to; None for the file watcher.
     pub local_addr: Option<SocketAddr>,
+    /// The source's task; it ends after the shutdown signal (connections in progress end
+    /// on the same signal, in their own tasks).
     pub task: tokio::task::JoinHandle<()>,
 }
 
 /// Why a source could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
+    /// The listen address could not be bound (in use, not permitted).
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: String, source: std::io::Error },
+    /// A certificate, key or CA file could not be read or used.
     #[error("TLS: {path}: {message}")]
     Tls { path: PathBuf, message: String },
+    /// The TLS settings could not be put together.
     #[error("TLS configuration: {0}")]
     TlsConfig(String),
+    /// The watcher's state file could not be read or is not what the watcher writes.
     #[error("watch state file {path}: {message}")]
     State { path: PathBuf, message: String },
+    /// A setting that cannot work (e.g. a watcher without paths).
     #[error("ingest configuration: {0}")]
     Config(String),
 }
