@@ -1,7 +1,7 @@
 //! Seeds a store for the Platform API benchmark (`bench/api.sh`).
 //!
 //! ```text
-//! bench_seed (--sqlite DIR | --postgres URL) [--objects N] [--token-file PATH]
+//! bench_seed (--sqlite DIR | --postgres URL) [--objects N] [--token-file PATH] [--shipper-token-file PATH]
 //! ```
 //!
 //! The constituency: nCERT; a provincial CERT "P" (the benchmark's viewer is a CERT analyst
@@ -28,10 +28,17 @@ struct Args {
     postgres: Option<String>,
     objects: usize,
     token_file: PathBuf,
+    shipper_token_file: Option<PathBuf>,
 }
 
 fn args() -> Args {
-    let mut a = Args { sqlite: None, postgres: None, objects: 100_000, token_file: "bench-token.txt".into() };
+    let mut a = Args {
+        sqlite: None,
+        postgres: None,
+        objects: 100_000,
+        token_file: "bench-token.txt".into(),
+        shipper_token_file: None,
+    };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut value = || it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
@@ -40,8 +47,9 @@ fn args() -> Args {
             "--postgres" => a.postgres = Some(value()),
             "--objects" => a.objects = value().parse().expect("--objects N"),
             "--token-file" => a.token_file = value().into(),
+            "--shipper-token-file" => a.shipper_token_file = Some(value().into()),
             other => panic!(
-                "unknown argument {other}; usage: bench_seed (--sqlite DIR | --postgres URL) [--objects N] [--token-file PATH]"
+                "unknown argument {other}; usage: bench_seed (--sqlite DIR | --postgres URL) [--objects N] [--token-file PATH] [--shipper-token-file PATH]"
             ),
         }
     }
@@ -152,6 +160,27 @@ async fn main() {
         .await
         .expect("create token");
     std::fs::write(&a.token_file, &secret).expect("write the token file");
+    if let Some(path) = &a.shipper_token_file {
+        // A log shipper of the first organisation of P: `events:write` only (bench/ingest.sh).
+        let secret = format!("ngb_{}", nigehban_server::new_secret());
+        store
+            .create_token(
+                &Actor::system(),
+                NewToken {
+                    org: inside[1],
+                    created_by: None,
+                    name: "bench shipper".into(),
+                    role: Role::OrgSecurityLead,
+                    scopes: vec!["events:write".parse().unwrap()],
+                    token_hash: nigehban_server::auth::secret_hash(&secret),
+                    prefix: secret.chars().take(10).collect(),
+                    expires_at: None,
+                },
+            )
+            .await
+            .expect("create the shipper token");
+        std::fs::write(path, &secret).expect("write the shipper token file");
+    }
 
     let uuid = |id: Uuid| if sqlite { format!("X'{}'", id.simple()) } else { format!("'{id}'") };
     let kinds = [

@@ -456,23 +456,38 @@ impl Store {
     /// twice. Returns the alerts created.
     pub async fn commit_detections(&self, hits: &[AlertHit], cursor: Option<CursorUpdate<'_>>) -> Result<Vec<Uuid>> {
         // Hits of one alert are folded here first: one statement per alert, not per detection.
-        let mut groups: Vec<(&AlertHit, i64, i64, i64, Tlp, Vec<&Evidence>)> = Vec::new();
-        let mut index: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+        struct Group<'h> {
+            hit: &'h AlertHit,
+            count: i64,
+            first: i64,
+            last: i64,
+            tlp: Tlp,
+            evidence: Vec<&'h Evidence>,
+        }
+        let mut groups: Vec<Group<'_>> = Vec::new();
+        let mut index: HashMap<&str, usize> = HashMap::new();
         for h in hits {
             match index.get(h.dedup_key.as_str()) {
                 Some(&i) => {
                     let g = &mut groups[i];
-                    g.1 += 1;
-                    g.2 = g.2.min(h.ts);
-                    g.3 = g.3.max(h.ts);
-                    g.4 = g.4.max(h.tlp);
-                    if (g.5.len() as i64) < MAX_EVIDENCE {
-                        g.5.push(&h.evidence);
+                    g.count += 1;
+                    g.first = g.first.min(h.ts);
+                    g.last = g.last.max(h.ts);
+                    g.tlp = g.tlp.max(h.tlp);
+                    if (g.evidence.len() as i64) < MAX_EVIDENCE {
+                        g.evidence.push(&h.evidence);
                     }
                 }
                 None => {
                     index.insert(&h.dedup_key, groups.len());
-                    groups.push((h, 1, h.ts, h.ts, h.tlp, vec![&h.evidence]));
+                    groups.push(Group {
+                        hit: h,
+                        count: 1,
+                        first: h.ts,
+                        last: h.ts,
+                        tlp: h.tlp,
+                        evidence: vec![&h.evidence],
+                    });
                 }
             }
         }
@@ -480,7 +495,7 @@ impl Store {
         let mut created = Vec::new();
         on_write!(self, pool, d => {
             let mut tx = pool.begin().await?;
-            for (h, count, first, last, tlp, evidence) in &groups {
+            for Group { hit: h, count, first, last, tlp, evidence } in &groups {
                 let existing: Option<(Uuid,)> = sqlx::query_as("SELECT object_id FROM alert_details WHERE dedup_key = $1")
                     .bind(&h.dedup_key)
                     .fetch_optional(&mut *tx)

@@ -2,4 +2,5 @@
 
 mod cli;
 mod ingest;
+mod kill9;
 mod server;
