@@ -12,6 +12,7 @@ use nigehban_policy::admin::audit_scope;
 use nigehban_policy::{Kind, Role, can_create};
 use nigehban_store::{AuditQuery, ObjectFilter};
 
+use super::alerts::{self, AlertRow};
 use super::view::{self, ObjectRow, OrgNames, When};
 use super::{Chrome, UiError, Viewer, render};
 use crate::AppState;
@@ -51,6 +52,8 @@ struct DashboardPage {
     admin: Option<AdminSummary>,
     counts: Vec<Count>,
     rows: Vec<ObjectRow>,
+    /// The newest new alerts, for roles that read alerts.
+    new_alerts: Option<Vec<AlertRow>>,
     abilities: Vec<String>,
 }
 
@@ -113,6 +116,7 @@ pub(crate) async fn dashboard(State(state): State<Arc<AppState>>, v: Viewer) -> 
     let mut admin = None;
     let mut counts = Vec::new();
     let mut recent = Vec::new();
+    let mut new_alerts = None;
     if p.role == Role::PlatformAdmin {
         let now = jiff::Timestamp::now().as_microsecond();
         let users = state.store.users(None).await.map_err(|e| v.fail(e))?;
@@ -159,6 +163,9 @@ pub(crate) async fn dashboard(State(state): State<Arc<AppState>>, v: Viewer) -> 
             state.store.list_objects(p, &v.tree, &ObjectFilter::default(), None, 10).await.map_err(|e| v.fail(e))?;
         let names = OrgNames::new(state.store.orgs().await.map_err(|e| v.fail(e))?, &v);
         recent = page.items.iter().map(|o| view::object_row(o, &names)).collect();
+        if p.role.reads(Kind::Alert) {
+            new_alerts = Some(alerts::latest_new(&state, &v, &names, 5).await?);
+        }
     }
     let page = DashboardPage {
         chrome: v.chrome("Dashboard", "/"),
@@ -168,6 +175,7 @@ pub(crate) async fn dashboard(State(state): State<Arc<AppState>>, v: Viewer) -> 
         admin,
         counts,
         rows: recent,
+        new_alerts,
         abilities: abilities(&v),
     };
     Ok(render(StatusCode::OK, &page))

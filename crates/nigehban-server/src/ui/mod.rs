@@ -8,7 +8,9 @@
 //! security headers ([`security_headers`]).
 
 mod admin;
+mod alerts;
 mod assets;
+mod events;
 mod home;
 mod login;
 mod objects;
@@ -38,6 +40,11 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/", get(home::dashboard))
         .route("/login", get(login::form).post(login::submit))
         .route("/logout", post(login::logout))
+        .route("/alerts", get(alerts::list))
+        .route("/alerts/{id}", get(alerts::detail))
+        .route("/alerts/{id}/status", post(alerts::set_status))
+        .route("/events", get(events::search))
+        .route("/events/{id}", get(events::event))
         .route("/tree", get(orgs::tree))
         .route("/orgs/{id}", get(orgs::org))
         .route("/objects/{kind}", get(objects::list).post(objects::create))
@@ -157,9 +164,17 @@ impl Viewer {
 
     /// The chrome of a page; `section` is the navigation entry to mark current.
     pub(crate) fn chrome(&self, title: impl Into<String>, section: &str) -> Chrome {
-        let mut nav = vec![("/".to_owned(), "Dashboard"), ("/tree".to_owned(), "Constituency")];
+        let mut nav = vec![("/".to_owned(), "Dashboard")];
+        // Live monitoring first: the triage queue is where analysts work.
+        if self.role().reads(Kind::Alert) {
+            nav.push(("/alerts".to_owned(), "Alerts"));
+        }
+        if self.role().reads(Kind::Event) {
+            nav.push(("/events".to_owned(), "Event search"));
+        }
+        nav.push(("/tree".to_owned(), "Constituency"));
         for kind in Kind::ALL {
-            if self.role().reads(kind) {
+            if kind != Kind::Alert && self.role().reads(kind) {
                 nav.push((format!("/objects/{}", kind.plural()), view::kind_plural_label(kind)));
             }
         }

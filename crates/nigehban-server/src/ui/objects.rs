@@ -157,6 +157,12 @@ pub(crate) async fn list(
     q: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Response, UiError> {
     let Some(kind) = kind_of(&kind) else { return Err(UiError::not_found(Some(v.chrome("Not found", "")))) };
+    if kind == Kind::Alert {
+        // Alerts are listed in the triage queue, with the same filters and cursors.
+        let q = q.map(|Query(q)| q).unwrap_or_default();
+        let to = format!("/alerts{}", query_string(&q.tlp, &q.q, &q.owner, Some(&q.cursor)));
+        return Ok(Redirect::to(&to).into_response());
+    }
     if !v.role().reads(kind) {
         return Err(UiError::page(
             StatusCode::FORBIDDEN,

@@ -5,4 +5,5 @@ mod bad_input;
 mod common;
 mod matrix_http;
 mod monitoring;
+mod ui_alerts;
 mod ui_e2e;
