@@ -182,6 +182,15 @@ pub fn document() -> OpenApi {
     let mut paths = Paths::new();
     for o in operations() {
         let mut b = OperationBuilder::new().summary(Some(o.summary)).tag(o.tag);
+        if o.path.contains("{number}") {
+            b = b.parameter(
+                ParameterBuilder::new()
+                    .name("number")
+                    .parameter_in(ParameterIn::Path)
+                    .required(Required::True)
+                    .schema(Some(ObjectBuilder::new().schema_type(Type::Integer))),
+            );
+        }
         if o.path_id {
             b =
                 b.parameter(

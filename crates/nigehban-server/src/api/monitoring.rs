@@ -1,5 +1,5 @@
 //! Live monitoring's API: `POST /api/v1/ingest` (records in), `GET /api/v1/events/search` and
-//! `GET /api/v1/events/log/{id}` (the event store), and the alert workflow
+//! `GET /api/v1/events/log/{number}` (the event store), and the alert workflow
 //! (`GET /api/v1/alerts/{id}/evidence`, `POST /api/v1/alerts/{id}/status`). Alerts themselves
 //! are listed and read at `/api/v1/alerts` like every marked object, with their monitoring
 //! details under `alert`.
@@ -29,7 +29,7 @@ pub(crate) fn routes(max_request_bytes: usize) -> Router<Arc<AppState>> {
     Router::new()
         .route("/api/v1/ingest", post(ingest).layer(DefaultBodyLimit::max(max_request_bytes)))
         .route("/api/v1/events/search", get(search_events))
-        .route("/api/v1/events/log/{id}", get(stored_event))
+        .route("/api/v1/events/log/{number}", get(stored_event))
         .route("/api/v1/alerts/{id}/evidence", get(alert_evidence))
         .route("/api/v1/alerts/{id}/status", post(alert_status))
 }

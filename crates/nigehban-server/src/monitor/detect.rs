@@ -170,6 +170,10 @@ async fn pause(shutdown: &mut tokio::sync::watch::Receiver<bool>, d: Duration) {
     }
 }
 
+/// What one chunk of a batch gives: its per-event hits, and the observations for the streams
+/// with the organisation they belong to.
+type ChunkFindings = (Vec<AlertHit>, Vec<(Uuid, Observation)>);
+
 /// Where a detection came from, for its alert.
 struct Origin<'a> {
     org: Uuid,
@@ -187,7 +191,7 @@ pub(crate) fn detect_batch(monitor: &Monitor, batch: &[StoredEvent], streams: &m
     let window = i64::try_from(monitor.config.dedup_window.as_micros()).unwrap_or(i64::MAX).max(1);
     let lateness = i64::try_from(monitor.config.lateness.as_micros()).unwrap_or(i64::MAX);
     let default_tlp = monitor.config.default_tlp;
-    let parts: Vec<(Vec<AlertHit>, Vec<(Uuid, Observation)>)> = batch
+    let parts: Vec<ChunkFindings> = batch
         .par_chunks(256)
         .map(|chunk| {
             let mut hits = Vec::new();
