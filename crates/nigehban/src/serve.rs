@@ -69,7 +69,7 @@ pub struct ServeArgs {
     /// A YAML file with any of: listen, data, database, tls_cert, tls_key, secure_cookies,
     /// session_hours, max_body_bytes, lockout_after, lockout_minutes, auth_cache_seconds,
     /// national_cert_name, and `monitoring` (rules, indicators, warninglists, default_tlp,
-    /// max_backlog, dedup_minutes, and `ingest`: syslog_udp, syslog_tcp, syslog_tls, watch, orgs).
+    /// max_backlog, dedup_minutes, retention_days, retention_by_org, and `ingest`: syslog_udp, syslog_tcp, syslog_tls, watch, orgs).
     #[arg(long, env = "NIGEHBAN_CONFIG")]
     pub config: Option<PathBuf>,
 }
@@ -92,6 +92,11 @@ pub struct MonitoringFile {
     pub max_backlog: Option<i64>,
     /// Detections of one rule about one entity within this many minutes are one alert.
     pub dedup_minutes: Option<u64>,
+    /// Days stored events are kept (default 30; 0: for ever).
+    pub retention_days: Option<u32>,
+    /// Per organisation (short name): days its events are kept.
+    #[serde(default)]
+    pub retention_by_org: std::collections::HashMap<String, u32>,
     /// Syslog listeners and watched files.
     #[serde(default)]
     pub ingest: nigehban_ingest::IngestConfig,
@@ -131,6 +136,10 @@ impl MonitoringSetup {
         if let Some(m) = file.dedup_minutes {
             config.dedup_window = Duration::from_secs(m.max(1) * 60);
         }
+        if let Some(d) = file.retention_days {
+            config.retention_days = d;
+        }
+        config.retention_by_org = file.retention_by_org;
         let detectors = nigehban_hunt::detectors::DetectorOptions {
             rules: flags.rules.iter().cloned().chain(file.rules).collect(),
             indicators: flags.indicators.iter().cloned().chain(file.indicators).collect(),

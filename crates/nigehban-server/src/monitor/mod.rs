@@ -18,6 +18,7 @@
 
 pub(crate) mod detect;
 pub(crate) mod parse;
+pub(crate) mod retention;
 pub(crate) mod sources;
 
 use std::sync::Arc;
@@ -53,6 +54,10 @@ pub struct MonitorConfig {
     /// How late (in event time, behind the newest event of its organisation) an event may
     /// arrive and still count in correlation windows.
     pub lateness: Duration,
+    /// Days stored events are kept (by the time they were received); 0 keeps them for ever.
+    pub retention_days: u32,
+    /// Per organisation (short name): days its events are kept, instead of `retention_days`.
+    pub retention_by_org: std::collections::HashMap<String, u32>,
 }
 
 impl Default for MonitorConfig {
@@ -67,6 +72,8 @@ impl Default for MonitorConfig {
             dedup_window: Duration::from_secs(3600),
             detect_batch: 20_000,
             lateness: Duration::from_secs(300),
+            retention_days: 30,
+            retention_by_org: std::collections::HashMap::new(),
         }
     }
 }
@@ -82,6 +89,7 @@ pub(crate) struct MonitorMetrics {
     pub(crate) detections: AtomicU64,
     pub(crate) alerts_created: AtomicU64,
     pub(crate) detect_errors: AtomicU64,
+    pub(crate) events_expired: AtomicU64,
 }
 
 /// Live monitoring's shared state.
@@ -170,6 +178,13 @@ impl Monitor {
         Ok((first, last))
     }
 
+    /// Moves the detection position as if detection had passed `position` (tests of what
+    /// depends on it, without running detection).
+    #[doc(hidden)]
+    pub fn set_detected_for_tests(&self, position: i64) {
+        self.detected.store(position, Ordering::Relaxed);
+    }
+
     /// The monitoring part of `/metrics`.
     pub(crate) fn render_metrics(&self, out: &mut String) {
         let m = &self.metrics;
@@ -190,6 +205,7 @@ impl Monitor {
             ("nigehban_detections_total", "Detections folded into alerts.", &m.detections),
             ("nigehban_alerts_created_total", "Alerts created.", &m.alerts_created),
             ("nigehban_detect_errors_total", "Detection batches that failed and were retried.", &m.detect_errors),
+            ("nigehban_events_expired_total", "Stored events deleted by retention.", &m.events_expired),
         ];
         for (name, help, c) in counters {
             out.push_str(&format!(
@@ -206,11 +222,17 @@ impl Monitor {
     }
 }
 
+/// One retention pass now (it also runs every ten minutes once started); returns how many
+/// events were deleted.
+pub async fn sweep_retention(monitor: &Monitor) -> Result<u64, StoreError> {
+    retention::sweep(monitor).await
+}
+
 /// Batches the ingest sources may queue before they wait (TCP, TLS, files) or drop (UDP).
 pub const SOURCE_QUEUE: usize = 64;
 
 impl Monitor {
-    /// Starts the detection worker and the receiver of the ingest sources' batches. Returns the
+    /// Starts the detection worker, retention and the receiver of the ingest sources' batches. Returns the
     /// sender to give the sources (`nigehban_ingest::spawn_all`) and the tasks, which end when
     /// `shutdown` becomes `true` (detection) or every sender is dropped (the receiver).
     pub fn start(
@@ -218,8 +240,11 @@ impl Monitor {
         shutdown: tokio::sync::watch::Receiver<bool>,
     ) -> (tokio::sync::mpsc::Sender<nigehban_ingest::RawBatch>, Vec<tokio::task::JoinHandle<()>>) {
         let (tx, rx) = tokio::sync::mpsc::channel(SOURCE_QUEUE);
-        let tasks =
-            vec![tokio::spawn(detect::run(self.clone(), shutdown)), tokio::spawn(sources::run(self.clone(), rx))];
+        let tasks = vec![
+            tokio::spawn(detect::run(self.clone(), shutdown.clone())),
+            tokio::spawn(retention::run(self.clone(), shutdown)),
+            tokio::spawn(sources::run(self.clone(), rx)),
+        ];
         (tx, tasks)
     }
 }

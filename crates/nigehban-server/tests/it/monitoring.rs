@@ -364,3 +364,48 @@ async fn correlation_counts_across_requests_and_fires_once_the_window_is_decided
         server.stop().await;
     }
 }
+
+#[tokio::test]
+async fn retention_deletes_old_events_per_organisation_but_never_undetected_ones() {
+    for backend in backends() {
+        let mut config = MonitorConfig { retention_days: 30, ..MonitorConfig::default() };
+        config.retention_by_org.insert("keepall".into(), 0);
+        let server = TestServer::start_monitored(backend, config, Vec::new(), false).await;
+        let s = server.store();
+        let n = org(s, OrgKind::National, "ncert", &[]).await;
+        let p = org(s, OrgKind::ProvincialCert, "pcert", &[n]).await;
+        let a = org(s, OrgKind::Organisation, "short", &[p]).await;
+        let b = org(s, OrgKind::Organisation, "keepall", &[p]).await;
+        let old = |org| nigehban_store::NewEvent {
+            org,
+            tlp: nigehban_policy::Tlp::AmberStrict,
+            ts: Some(0),
+            source: "s".into(),
+            dataset: None,
+            host: None,
+            record: b"{}".to_vec(),
+        };
+        s.append_events(&[old(a), old(b)], None).await.unwrap();
+        // Received now, so not old yet: nothing goes.
+        let monitor = server.state.monitor().unwrap().clone();
+        assert_eq!(nigehban_server::monitor::sweep_retention(&monitor).await.unwrap(), 0);
+        // Pretend they were received 40 days ago.
+        let forty_days_ago = jiff::Timestamp::now().as_microsecond() - 40 * 86_400_000_000;
+        nigehban_store::testing::execute_unchecked(s, &format!("UPDATE events SET received_at = {forty_days_ago}"))
+            .await
+            .unwrap();
+        assert_eq!(
+            nigehban_server::monitor::sweep_retention(&monitor).await.unwrap(),
+            0,
+            "detection has not passed them"
+        );
+        monitor.set_detected_for_tests(i64::MAX - 1);
+        assert_eq!(
+            nigehban_server::monitor::sweep_retention(&monitor).await.unwrap(),
+            1,
+            "only the 30-day organisation's"
+        );
+        assert_eq!(s.count_events().await.unwrap(), 1);
+        server.stop().await;
+    }
+}
