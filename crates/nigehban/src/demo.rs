@@ -4,7 +4,10 @@
 //! constituency (nCERT, provincial and sectoral CERTs, ministries, a telecom, an oil and gas
 //! company…), one user per role and sample incidents, alerts, indicators and an audit
 //! engagement; it prints the URL and the logins and writes them, with an API token each, to
-//! `demo-credentials.json` in its data directory.
+//! `demo-credentials.json` in its data directory. Live monitoring runs with the built-in rule
+//! pack, and a live feed (`nigehban_server::monitor::demo_stream`) streams ordinary events of a
+//! few organisations with an attack every minute or two, so alerts appear within a minute
+//! (`--no-stream` turns it off).
 //!
 //! `nigehban demo hunt` writes a small set of sample logs (a phishing-to-credential-theft chain
 //! on a ministry workstation, password spraying against its domain controller, SSH brute force
@@ -13,15 +16,17 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use nigehban_server::ServerConfig;
 use nigehban_server::demo::DemoUser;
+use nigehban_server::monitor::demo_stream::{self, StreamSettings};
 use nigehban_store::Store;
 
 use crate::hunt::{self, HuntArgs};
-use crate::serve::{DEFAULT_LISTEN, init_logging, run_server};
+use crate::serve::{DEFAULT_LISTEN, init_logging, run_server_with};
 
 const FILES: &[(&str, &str)] = &[
     ("logs/ws014-sysmon.ndjson", include_str!("../demo/logs/ws014-sysmon.ndjson")),
@@ -59,7 +64,49 @@ pub struct DemoArgs {
     /// Start over: delete the demo store in the data directory first.
     #[arg(long)]
     fresh: bool,
+    #[command(flatten)]
+    stream: StreamArgs,
 }
+
+/// The live feed of demo events.
+#[derive(Args)]
+struct StreamArgs {
+    /// Do not stream live demo events (no attacks either).
+    #[arg(long)]
+    no_stream: bool,
+    /// Ordinary events per second the stream sends, over all its organisations.
+    #[arg(long, default_value_t = 50, value_name = "N")]
+    stream_rate: u32,
+    /// Seed of the stream (the events and the attacks' order and times); random by default.
+    #[arg(long, value_name = "N")]
+    stream_seed: Option<u64>,
+    /// Minutes the streamed organisations' events are kept (also those you ingest for them):
+    /// older ones are deleted once detected, so a demo left running stays small (0: keep all).
+    #[arg(long, default_value_t = 30, value_name = "MINUTES")]
+    stream_keep_minutes: u64,
+}
+
+impl StreamArgs {
+    fn settings(&self) -> Option<StreamSettings> {
+        if self.no_stream {
+            return None;
+        }
+        let seed = self.stream_seed.unwrap_or_else(|| {
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
+        });
+        Some(StreamSettings {
+            seed,
+            events_per_second: self.stream_rate,
+            keep_events: (self.stream_keep_minutes > 0).then(|| Duration::from_secs(self.stream_keep_minutes * 60)),
+            ..StreamSettings::default()
+        })
+    }
+}
+
+/// How late an event may arrive for the demo's correlation windows: short, so that a
+/// correlation (brute force, spraying, mass deletion) is decided seconds after its events
+/// rather than five minutes.
+const DEMO_LATENESS: Duration = Duration::from_secs(5);
 
 #[derive(Subcommand)]
 enum DemoCommand {
@@ -85,11 +132,16 @@ struct Credentials {
 pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     match args.command {
         Some(DemoCommand::Hunt(h)) => run_hunt(h),
-        None => run_server_demo(args.data, args.listen, args.fresh),
+        None => run_server_demo(args.data, args.listen, args.fresh, args.stream.settings()),
     }
 }
 
-fn run_server_demo(data: PathBuf, listen: SocketAddr, fresh: bool) -> anyhow::Result<ExitCode> {
+fn run_server_demo(
+    data: PathBuf,
+    listen: SocketAddr,
+    fresh: bool,
+    stream: Option<StreamSettings>,
+) -> anyhow::Result<ExitCode> {
     init_logging();
     let creds_path = data.join("demo-credentials.json");
     if fresh {
@@ -124,7 +176,26 @@ fn run_server_demo(data: PathBuf, listen: SocketAddr, fresh: bool) -> anyhow::Re
             creds
         };
         print_logins(&creds, &creds_path);
-        run_server(store, ServerConfig::default(), listen, Some(crate::serve::MonitoringSetup::default())).await
+        if let Some(s) = &stream {
+            eprintln!(
+                "Live events stream in (about {} a second, seed {}); the first attack comes within half a minute:\n  \
+                 see Alerts in the web interface, or GET {}/api/v1/alerts with an API token. Turn it off with --no-stream.\n",
+                s.events_per_second, s.seed, creds.url
+            );
+        }
+        let mut monitoring = crate::serve::MonitoringSetup::default();
+        monitoring.config.lateness = DEMO_LATENESS;
+        run_server_with(store, ServerConfig::default(), listen, Some(monitoring), move |state, stop| {
+            let (Some(settings), Some(monitor)) = (stream, state.monitor().cloned()) else { return Vec::new() };
+            let store = state.store.clone();
+            vec![tokio::spawn(async move {
+                match demo_stream::sources(&store).await {
+                    Ok(orgs) => demo_stream::run(monitor, orgs, settings, stop).await,
+                    Err(e) => tracing::error!(message = "The demo stream could not read the organisations.", error = %e),
+                }
+            })]
+        })
+        .await
     })?;
     Ok(ExitCode::SUCCESS)
 }

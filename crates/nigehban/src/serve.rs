@@ -301,15 +301,28 @@ pub async fn run_server(
     listen: SocketAddr,
     monitoring: Option<MonitoringSetup>,
 ) -> anyhow::Result<()> {
+    run_server_with(store, config, listen, monitoring, |_, _| Vec::new()).await
+}
+
+/// [`run_server`], with `also` called once monitoring has started and the listener is bound:
+/// the tasks it returns get the server's stop signal and are awaited like monitoring's own.
+pub async fn run_server_with(
+    store: Store,
+    config: ServerConfig,
+    listen: SocketAddr,
+    monitoring: Option<MonitoringSetup>,
+    also: impl FnOnce(&Arc<AppState>, tokio::sync::watch::Receiver<bool>) -> Vec<tokio::task::JoinHandle<()>>,
+) -> anyhow::Result<()> {
     let scheme = if config.tls.is_some() { "https" } else { "http" };
     let state: Arc<AppState> = AppState::new(store.clone(), config);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut tasks = Vec::new();
     if let Some(setup) = monitoring {
-        tasks = start_monitoring(&state, setup, stop_rx).await?;
+        tasks = start_monitoring(&state, setup, stop_rx.clone()).await?;
     }
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
     tracing::info!(message = "Serving.", url = %format!("{scheme}://{listen}"), store = store.backend_name());
+    tasks.extend(also(&state, stop_rx));
     let purge = store.clone();
     tokio::spawn(async move {
         loop {

@@ -16,6 +16,7 @@
 //! writes are in flight, ingest answers 429 (with `Retry-After`) and sources wait for their
 //! acknowledgement, so a sender faster than detection is slowed down instead of dropped.
 
+pub mod demo_stream;
 pub(crate) mod detect;
 pub(crate) mod parse;
 pub(crate) mod retention;

@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod common;
+mod demo_stream;
 mod matrix_http;
 mod monitoring;
 mod ui_alerts;
