@@ -68,6 +68,7 @@ impl TestServer {
         config: ServerConfig,
         monitoring: Option<(nigehban_server::monitor::MonitorConfig, Vec<std::path::PathBuf>, bool)>,
     ) -> TestServer {
+        tls_provider();
         let dir = tempfile::tempdir().unwrap();
         let (store, pg) = match backend {
             Backend::Sqlite => (Store::open_sqlite(dir.path()).await.unwrap(), None),
@@ -141,12 +142,25 @@ impl TestServer {
     }
 }
 
+/// Installs rustls's ring provider for HTTP clients, once. The workspace builds reqwest with
+/// `rustls-no-provider` (the `nigehban ingest` client chooses ring, as the server does); with
+/// every crate's features unified, a client built before a provider is installed panics.
+pub fn tls_provider() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // An error means another provider is installed already: fine for a client.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
 /// A client that keeps cookies (a browser session).
 pub fn browser() -> reqwest::Client {
+    tls_provider();
     reqwest::Client::builder().cookie_store(true).build().unwrap()
 }
 
 /// A client without cookies (API tokens).
 pub fn client() -> reqwest::Client {
+    tls_provider();
     reqwest::Client::new()
 }

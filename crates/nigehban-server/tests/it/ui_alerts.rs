@@ -133,8 +133,14 @@ struct Browser {
 
 impl Browser {
     async fn sign_in(server: &TestServer, username: &str) -> Browser {
-        let http =
-            reqwest::Client::builder().cookie_store(true).redirect(reqwest::redirect::Policy::none()).build().unwrap();
+        let http = {
+            crate::common::tls_provider();
+            reqwest::Client::builder()
+        }
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
         let r = http
             .post(server.url("/login"))
             .header("content-type", "application/x-www-form-urlencoded")

@@ -99,7 +99,7 @@ impl Driver {
             .spawn()
             .unwrap_or_else(|e| panic!("{CHROMEDRIVER}: {e} (apt-get install chromium chromium-driver)"));
         let driver = Driver { child, url: format!("http://127.0.0.1:{port}"), profile: tempfile::tempdir().unwrap() };
-        let http = reqwest::Client::new();
+        let http = crate::common::client();
         let start = Instant::now();
         loop {
             if let Ok(r) = http.get(format!("{}/status", driver.url)).send().await
@@ -563,7 +563,7 @@ async fn ui_in_chromium() {
     ui.shot("token-secret").await;
     ui.c.find(Locator::Css("button[aria-label='Revoke firewall log shipper']")).await.unwrap().click().await.unwrap();
     ui.wait_until("the revocation", async |ui: &Ui| ui.path().await == "/admin/tokens?revoked=1").await;
-    let r = reqwest::Client::new().get(server.url("/api/v1/me")).bearer_auth(&secret).send().await.unwrap();
+    let r = crate::common::client().get(server.url("/api/v1/me")).bearer_auth(&secret).send().await.unwrap();
     assert_eq!(r.status(), 401, "a revoked token no longer works");
 
     // An account created by the security lead can sign in.
@@ -622,7 +622,13 @@ async fn ui_over_http() {
     let server = TestServer::start(Backend::Sqlite).await;
     assert_eq!(server.backend, Backend::Sqlite);
     let users = demo::seed(server.store()).await.unwrap();
-    let plain = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let plain = {
+        crate::common::tls_provider();
+        reqwest::Client::builder()
+    }
+    .redirect(reqwest::redirect::Policy::none())
+    .build()
+    .unwrap();
 
     // Pages without a session redirect to the sign-in page; every answer carries the headers.
     let r = plain.get(server.url("/objects/incidents")).send().await.unwrap();
