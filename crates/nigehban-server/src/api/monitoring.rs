@@ -35,8 +35,13 @@ pub(crate) fn routes(max_request_bytes: usize) -> Router<Arc<AppState>> {
 }
 
 fn monitor(state: &AppState) -> Result<&Arc<Monitor>, ApiError> {
+    // Not a 5xx: sending again to this node will never work (a client must not retry here).
     state.monitor().ok_or_else(|| {
-        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "monitoring_off", "live monitoring is not running on this node")
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "monitoring_off",
+            "live monitoring does not run on this node: send events to a node that ingests",
+        )
     })
 }
 
@@ -77,13 +82,13 @@ pub(crate) async fn ingest(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let monitor = monitor(&state)?.clone();
     let org = auth.principal.org;
     match can_create(&auth.principal, Kind::Event, org) {
         nigehban_policy::Decision::Allow => {}
         nigehban_policy::Decision::Forbidden(r) => return Err(ApiError::refused(r)),
         nigehban_policy::Decision::Hidden => return Err(ApiError::not_found("organisation")),
     }
+    let monitor = monitor(&state)?.clone();
     let tlp = match p.tlp.as_deref() {
         None => monitor.config.default_tlp,
         Some(t) => {
