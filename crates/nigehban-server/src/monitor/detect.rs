@@ -197,8 +197,18 @@ pub(crate) fn detect_batch(monitor: &Monitor, batch: &[StoredEvent], streams: &m
             let mut hits = Vec::new();
             let mut observations = Vec::new();
             let mut findings = Findings::default();
+            // Events of a batch mostly come in runs from one source: share its names along a run.
+            let mut current: Option<(Uuid, Arc<Source>, Arc<str>)> = None;
             for stored in chunk {
-                let source = Arc::new(Source { name: stored.source.clone(), organisation: Some(stored.org_id.to_string()) });
+                let (source, name) = match &current {
+                    Some((org, s, n)) if *org == stored.org_id && s.name == stored.source => (s.clone(), n.clone()),
+                    _ => {
+                        let s = Arc::new(Source { name: stored.source.clone(), organisation: Some(stored.org_id.to_string()) });
+                        let n: Arc<str> = Arc::from(stored.source.as_str());
+                        current = Some((stored.org_id, s.clone(), n.clone()));
+                        (s, n)
+                    }
+                };
                 let mut event = match codec::decode(&stored.record, source) {
                     Ok(e) => e,
                     Err(e) => {
@@ -211,7 +221,6 @@ pub(crate) fn detect_batch(monitor: &Monitor, batch: &[StoredEvent], streams: &m
                 // log position tells every stored event apart.
                 event.position = Position::Offset(u64::try_from(stored.id).unwrap_or_default());
                 let tlp = stored.tlp().unwrap_or(default_tlp);
-                let name: Arc<str> = Arc::from(stored.source.as_str());
                 monitor.detectors.detect(&event, &name, &mut findings);
                 let origin = Origin {
                     org: stored.org_id,
@@ -248,7 +257,8 @@ pub(crate) fn detect_batch(monitor: &Monitor, batch: &[StoredEvent], streams: &m
         let observations = per_org.remove(&org).unwrap_or_default();
         let (state, seen) = streams.states.entry(org).or_insert_with(|| (monitor.detectors.stream_state(), i64::MIN));
         *seen = (*seen).max(time);
-        if observations.is_empty() && state.stats().buffered == 0 && state.stats().state_entries == 0 {
+        let stats = if observations.is_empty() { Some(state.stats()) } else { None };
+        if stats.is_some_and(|st| st.buffered == 0 && st.state_entries == 0) {
             continue;
         }
         let watermark =

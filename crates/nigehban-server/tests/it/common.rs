@@ -3,9 +3,11 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use nigehban_policy::{OrgKind, Role, Scope};
 use nigehban_server::{AppState, ServerConfig};
-use nigehban_store::Store;
 use nigehban_store::testing::{FreshDatabase, postgres_url};
+use nigehban_store::{Actor, NewOrg, NewToken, OrgProfile, Store};
+use uuid::Uuid;
 
 /// Which back end a test server uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -163,4 +165,44 @@ pub fn browser() -> reqwest::Client {
 pub fn client() -> reqwest::Client {
     tls_provider();
     reqwest::Client::new()
+}
+
+/// An organisation, made through the store.
+pub async fn org(s: &Store, kind: OrgKind, short: &str, parents: &[Uuid]) -> Uuid {
+    s.create_org(
+        &Actor::system(),
+        NewOrg {
+            kind,
+            name: format!("The {short}"),
+            short_name: short.into(),
+            sector: None,
+            province: None,
+            parents: parents.to_vec(),
+            profile: OrgProfile::default(),
+        },
+    )
+    .await
+    .unwrap()
+    .id
+}
+
+/// An API token's secret, made through the store.
+pub async fn token(s: &Store, org: Uuid, role: Role, scopes: &[&str]) -> String {
+    let secret = nigehban_server::new_secret();
+    s.create_token(
+        &Actor::system(),
+        NewToken {
+            org,
+            created_by: None,
+            name: format!("{role:?} {}", &secret[..4]),
+            role,
+            scopes: scopes.iter().map(|s| s.parse::<Scope>().unwrap()).collect(),
+            token_hash: nigehban_server::auth::secret_hash(&secret),
+            prefix: secret[..8].to_owned(),
+            expires_at: None,
+        },
+    )
+    .await
+    .unwrap();
+    secret
 }

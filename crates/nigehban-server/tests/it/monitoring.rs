@@ -3,13 +3,11 @@
 
 use std::time::Duration;
 
-use nigehban_policy::{OrgKind, Role, Scope};
+use nigehban_policy::{OrgKind, Role};
 use nigehban_server::monitor::MonitorConfig;
-use nigehban_store::{Actor, NewOrg, NewToken, OrgProfile, Store};
 use serde_json::Value;
-use uuid::Uuid;
 
-use crate::common::{TestServer, backends, client};
+use crate::common::{TestServer, backends, client, org, token};
 
 const RULE: &str = r#"
 title: Reconnaissance with whoami
@@ -23,44 +21,6 @@ detection:
 level: high
 tags: [attack.discovery, attack.t1033]
 "#;
-
-async fn org(s: &Store, kind: OrgKind, short: &str, parents: &[Uuid]) -> Uuid {
-    s.create_org(
-        &Actor::system(),
-        NewOrg {
-            kind,
-            name: format!("The {short}"),
-            short_name: short.into(),
-            sector: None,
-            province: None,
-            parents: parents.to_vec(),
-            profile: OrgProfile::default(),
-        },
-    )
-    .await
-    .unwrap()
-    .id
-}
-
-async fn token(s: &Store, org: Uuid, role: Role, scopes: &[&str]) -> String {
-    let secret = nigehban_server::new_secret();
-    s.create_token(
-        &Actor::system(),
-        NewToken {
-            org,
-            created_by: None,
-            name: format!("{role:?} {}", &secret[..4]),
-            role,
-            scopes: scopes.iter().map(|s| s.parse::<Scope>().unwrap()).collect(),
-            token_hash: nigehban_server::auth::secret_hash(&secret),
-            prefix: secret[..8].to_owned(),
-            expires_at: None,
-        },
-    )
-    .await
-    .unwrap();
-    secret
-}
 
 fn sysmon(host: &str, image: &str, second: u32) -> String {
     serde_json::json!({

@@ -5,13 +5,13 @@
 
 use std::time::{Duration, Instant};
 
-use nigehban_policy::{OrgKind, Role, Scope, Share, ShareTarget};
+use nigehban_policy::{OrgKind, Role, Share, ShareTarget};
 use nigehban_server::monitor::MonitorConfig;
-use nigehban_store::{Actor, AlertStatus, NewOrg, NewToken, NewUser, OrgProfile, Store};
+use nigehban_store::{Actor, AlertStatus, NewUser, Store};
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::common::{TestServer, backends, client};
+use crate::common::{TestServer, backends, client, org, token};
 
 const PASSWORD: &str = "a long test password for the ui";
 
@@ -33,24 +33,6 @@ const RULE_TITLE: &str = "Reconnaissance with whoami";
 /// A host name that would be markup if it were not escaped.
 const MARKUP_HOST: &str = "<b>ws3</b>";
 
-async fn org(s: &Store, kind: OrgKind, short: &str, parents: &[Uuid]) -> Uuid {
-    s.create_org(
-        &Actor::system(),
-        NewOrg {
-            kind,
-            name: format!("The {short}"),
-            short_name: short.into(),
-            sector: None,
-            province: None,
-            parents: parents.to_vec(),
-            profile: OrgProfile::default(),
-        },
-    )
-    .await
-    .unwrap()
-    .id
-}
-
 async fn user(s: &Store, hash: &str, org: Uuid, role: Role, username: &str) -> Uuid {
     let new = NewUser {
         org,
@@ -61,26 +43,6 @@ async fn user(s: &Store, hash: &str, org: Uuid, role: Role, username: &str) -> U
         password_hash: hash.to_owned(),
     };
     s.create_user(&Actor::system(), new).await.unwrap().id
-}
-
-async fn token(s: &Store, org: Uuid, role: Role, scopes: &[&str]) -> String {
-    let secret = nigehban_server::new_secret();
-    s.create_token(
-        &Actor::system(),
-        NewToken {
-            org,
-            created_by: None,
-            name: format!("{role:?} {}", &secret[..4]),
-            role,
-            scopes: scopes.iter().map(|s| s.parse::<Scope>().unwrap()).collect(),
-            token_hash: nigehban_server::auth::secret_hash(&secret),
-            prefix: secret[..8].to_owned(),
-            expires_at: None,
-        },
-    )
-    .await
-    .unwrap();
-    secret
 }
 
 fn sysmon(host: &str, image: &str, second: u32) -> String {
