@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use base64::Engine as _;
-use nigehban_detect::{Detection, Detector, Engine, Findings, Observation, StreamState};
+use nigehban_detect::{Detection, Detector, DetectorSet, Engine, Findings, Observation, StreamState};
 use nigehban_event::{Position, Source, codec};
 use nigehban_policy::Tlp;
 use nigehban_store::{AlertHit, CursorUpdate, Evidence, StoredEvent};
@@ -15,7 +15,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::{CURSOR, Monitor};
+use super::{CURSOR, Monitor, MonitorConfig};
 
 /// The stateful part of detection: one stream per organisation (correlation windows,
 /// beaconing, first seen), with the newest event time seen, which sets its watermark.
@@ -34,7 +34,7 @@ struct SavedStreams {
 impl Streams {
     /// Restores the streams saved with the cursor; a stream that cannot be restored (another
     /// rule set, another version) starts afresh, and says so in the log.
-    fn restore(monitor: &Monitor, saved: Option<&[u8]>) -> Streams {
+    pub(crate) fn restore(detectors: &DetectorSet, saved: Option<&[u8]>) -> Streams {
         let mut states = HashMap::new();
         let Some(bytes) = saved.filter(|b| !b.is_empty()) else { return Streams { states } };
         let saved: SavedStreams = match serde_json::from_slice(bytes) {
@@ -55,7 +55,7 @@ impl Streams {
             let restored = base64::engine::general_purpose::STANDARD
                 .decode(b64)
                 .map_err(|e| e.to_string())
-                .and_then(|b| monitor.detectors.restore_stream(&b).map_err(|e| e.to_string()));
+                .and_then(|b| detectors.restore_stream(&b).map_err(|e| e.to_string()));
             match restored {
                 Ok(state) => {
                     for note in state.restore_notes() {
@@ -71,7 +71,12 @@ impl Streams {
         Streams { states }
     }
 
-    fn save(&self) -> Option<Vec<u8>> {
+    /// No state yet (a first start, or a retro-hunt).
+    pub(crate) fn new() -> Streams {
+        Streams { states: HashMap::new() }
+    }
+
+    pub(crate) fn save(&self) -> Option<Vec<u8>> {
         let mut orgs = BTreeMap::new();
         for (org, (state, newest)) in &self.states {
             match state.to_bytes() {
@@ -96,7 +101,7 @@ pub(crate) async fn run(monitor: Arc<Monitor>, mut shutdown: tokio::sync::watch:
         }
     };
     let mut cursor = saved.as_ref().map_or(0, |(p, _)| *p);
-    let mut streams = Streams::restore(&monitor, saved.as_ref().and_then(|(_, s)| s.as_deref()));
+    let mut streams = Streams::restore(&monitor.detectors, saved.as_ref().and_then(|(_, s)| s.as_deref()));
     monitor.detected.store(cursor, Ordering::Relaxed);
     tracing::info!(message = "Detection follows the event log.", position = cursor, streams = streams.states.len());
     loop {
@@ -126,7 +131,7 @@ pub(crate) async fn run(monitor: Arc<Monitor>, mut shutdown: tokio::sync::watch:
         // commit fail, the batch is detected again from the state saved with the last commit.
         let before = streams.save();
         let result = tokio::task::spawn_blocking(move || {
-            let hits = detect_batch(&m, &batch, &mut streams);
+            let hits = detect_batch(&m.detectors, &m.config, &batch, &mut streams);
             let saved = streams.save();
             (hits, saved, streams)
         })
@@ -155,7 +160,7 @@ pub(crate) async fn run(monitor: Arc<Monitor>, mut shutdown: tokio::sync::watch:
             Err(e) => {
                 tracing::error!(message = "Detection could not commit its alerts; retrying the batch.", error = %e);
                 monitor.metrics.detect_errors.fetch_add(1, Ordering::Relaxed);
-                streams = Streams::restore(&monitor, before.as_deref());
+                streams = Streams::restore(&monitor.detectors, before.as_deref());
                 pause(&mut shutdown, Duration::from_secs(1)).await;
             }
         }
@@ -175,22 +180,27 @@ async fn pause(shutdown: &mut tokio::sync::watch::Receiver<bool>, d: Duration) {
 type ChunkFindings = (Vec<AlertHit>, Vec<(Uuid, Observation)>);
 
 /// Where a detection came from, for its alert.
-struct Origin<'a> {
-    org: Uuid,
-    event_id: Option<i64>,
-    source: &'a str,
-    ts: Option<i64>,
-    received_at: i64,
+pub(crate) struct Origin<'a> {
+    pub(crate) org: Uuid,
+    pub(crate) event_id: Option<i64>,
+    pub(crate) source: &'a str,
+    pub(crate) ts: Option<i64>,
+    pub(crate) received_at: i64,
     /// Where the event was in what was sent (line, offset, record).
-    position: String,
+    pub(crate) position: String,
 }
 
 /// Runs the detectors over a batch: per-event detection on every core, then each
 /// organisation's stream in event-time order. Returns one hit per detection.
-pub(crate) fn detect_batch(monitor: &Monitor, batch: &[StoredEvent], streams: &mut Streams) -> Vec<AlertHit> {
-    let window = i64::try_from(monitor.config.dedup_window.as_micros()).unwrap_or(i64::MAX).max(1);
-    let lateness = i64::try_from(monitor.config.lateness.as_micros()).unwrap_or(i64::MAX);
-    let default_tlp = monitor.config.default_tlp;
+pub(crate) fn detect_batch(
+    detectors: &DetectorSet,
+    config: &MonitorConfig,
+    batch: &[StoredEvent],
+    streams: &mut Streams,
+) -> Vec<AlertHit> {
+    let window = dedup_micros(config);
+    let lateness = i64::try_from(config.lateness.as_micros()).unwrap_or(i64::MAX);
+    let default_tlp = config.default_tlp;
     let parts: Vec<ChunkFindings> = batch
         .par_chunks(256)
         .map(|chunk| {
@@ -221,7 +231,7 @@ pub(crate) fn detect_batch(monitor: &Monitor, batch: &[StoredEvent], streams: &m
                 // log position tells every stored event apart.
                 event.position = Position::Offset(u64::try_from(stored.id).unwrap_or_default());
                 let tlp = stored.tlp().unwrap_or(default_tlp);
-                monitor.detectors.detect(&event, &name, &mut findings);
+                detectors.detect(&event, &name, &mut findings);
                 let origin = Origin {
                     org: stored.org_id,
                     event_id: Some(stored.id),
@@ -255,7 +265,7 @@ pub(crate) fn detect_batch(monitor: &Monitor, batch: &[StoredEvent], streams: &m
     }
     for (org, (time, tlp)) in newest {
         let observations = per_org.remove(&org).unwrap_or_default();
-        let (state, seen) = streams.states.entry(org).or_insert_with(|| (monitor.detectors.stream_state(), i64::MIN));
+        let (state, seen) = streams.states.entry(org).or_insert_with(|| (detectors.stream_state(), i64::MIN));
         *seen = (*seen).max(time);
         let stats = if observations.is_empty() { Some(state.stats()) } else { None };
         if stats.is_some_and(|st| st.buffered == 0 && st.state_entries == 0) {
@@ -264,27 +274,55 @@ pub(crate) fn detect_batch(monitor: &Monitor, batch: &[StoredEvent], streams: &m
         let watermark =
             jiff::Timestamp::from_microsecond(seen.saturating_sub(lateness)).unwrap_or(jiff::Timestamp::MIN);
         let mut out = Vec::new();
-        monitor.detectors.stream(state, observations, watermark, &mut out);
-        for d in out {
-            let event_id = match d.position {
-                Position::Offset(id) => i64::try_from(id).ok(),
-                _ => None,
-            };
-            let origin = Origin {
-                org,
-                event_id,
-                source: &d.source,
-                ts: d.timestamp.map(|t| t.as_microsecond()),
-                received_at: d.timestamp.map_or(0, |t| t.as_microsecond()),
-                position: event_id.map_or_else(|| d.position.to_string(), |id| format!("event {id}")),
-            };
-            hits.push(hit(&origin, tlp, &d, window));
-        }
+        detectors.stream(state, observations, watermark, &mut out);
+        stream_hits(org, tlp, out, window, &mut hits);
     }
     hits
 }
 
-fn engine_name(e: Engine) -> &'static str {
+fn dedup_micros(config: &MonitorConfig) -> i64 {
+    i64::try_from(config.dedup_window.as_micros()).unwrap_or(i64::MAX).max(1)
+}
+
+/// Closes every window of every stream (watermark at the end of time), as at the end of a
+/// retro-hunt over a stored window: what the streams still hold is reported now. `tlp` marks
+/// the hits (the strictest marking of what was read).
+pub(crate) fn finish(
+    detectors: &DetectorSet,
+    config: &MonitorConfig,
+    streams: &mut Streams,
+    tlp: Tlp,
+) -> Vec<AlertHit> {
+    let window = dedup_micros(config);
+    let mut hits = Vec::new();
+    for (org, (state, _)) in &mut streams.states {
+        let mut out = Vec::new();
+        detectors.stream(state, Vec::new(), jiff::Timestamp::MAX, &mut out);
+        stream_hits(*org, tlp, out, window, &mut hits);
+    }
+    hits
+}
+
+/// Hits of what a stream reported (its detections point at stored events by log id).
+fn stream_hits(org: Uuid, tlp: Tlp, out: Vec<Detection>, window: i64, hits: &mut Vec<AlertHit>) {
+    for d in out {
+        let event_id = match d.position {
+            Position::Offset(id) => i64::try_from(id).ok(),
+            _ => None,
+        };
+        let origin = Origin {
+            org,
+            event_id,
+            source: &d.source,
+            ts: d.timestamp.map(|t| t.as_microsecond()),
+            received_at: d.timestamp.map_or(0, |t| t.as_microsecond()),
+            position: event_id.map_or_else(|| d.position.to_string(), |id| format!("event {id}")),
+        };
+        hits.push(hit(&origin, tlp, &d, window));
+    }
+}
+
+pub(crate) fn engine_name(e: Engine) -> &'static str {
     match e {
         Engine::Sigma => "sigma",
         Engine::Indicator => "indicator",
@@ -304,7 +342,7 @@ fn entity(d: &Detection, origin: &Origin<'_>) -> String {
 
 /// A detection, keyed for deduplication by owner, rule, entity and the dedup window its event
 /// time falls in (so a replay or a retro-hunt finds the same alert).
-fn hit(origin: &Origin<'_>, tlp: Tlp, d: &Detection, window: i64) -> AlertHit {
+pub(crate) fn hit(origin: &Origin<'_>, tlp: Tlp, d: &Detection, window: i64) -> AlertHit {
     let entity = entity(d, origin);
     let ts = d.timestamp.map(|t| t.as_microsecond()).or(origin.ts).unwrap_or(origin.received_at);
     let engine = engine_name(d.rule.engine);
