@@ -18,6 +18,7 @@ mod audit;
 mod auth;
 mod auth_cache;
 mod monitoring;
+mod notify;
 mod objects;
 mod orgs;
 #[doc(hidden)]
@@ -40,6 +41,7 @@ pub use monitoring::{
     Alert, AlertDetails, AlertHit, AlertStatus, CursorUpdate, EventPage, EventQuery, Evidence, MAX_EVIDENCE, NewEvent,
     StoredEvent,
 };
+pub use notify::{ClaimedNotification, FailOutcome, Finished, NotificationRecord, NotificationState, NotifyRetry};
 pub use objects::{NewObject, Object, ObjectFilter, ObjectUpdate};
 pub use orgs::{NewOrg, Org, OrgProfile, OrgUpdate};
 pub use users::{NewUser, User, UserUpdate};

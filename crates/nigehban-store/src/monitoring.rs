@@ -542,6 +542,8 @@ impl Store {
                             "entity": h.entity, "level": h.level,
                         });
                         append_audit!(tx, d, &Actor::system(), AuditEntry::new("object.create", "alert", id, detail));
+                        // Its notification, in the same transaction (the outbox of `notify.rs`).
+                        sqlx::query(crate::notify::ENQUEUE_SQL).bind(id).bind(now).execute(&mut *tx).await?;
                         created.push(id);
                         id
                     }

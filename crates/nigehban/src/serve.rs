@@ -69,7 +69,7 @@ pub struct ServeArgs {
     /// A YAML file with any of: listen, data, database, tls_cert, tls_key, secure_cookies,
     /// session_hours, max_body_bytes, lockout_after, lockout_minutes, auth_cache_seconds,
     /// national_cert_name, and `monitoring` (rules, indicators, warninglists, default_tlp,
-    /// max_backlog, dedup_minutes, retention_days, retention_by_org, and `ingest`: syslog_udp, syslog_tcp, syslog_tls, watch, orgs).
+    /// max_backlog, dedup_minutes, retention_days, retention_by_org, `notify` (smtp, webhook, org_webhooks, min_level, public_url, parent_certs…), and `ingest`: syslog_udp, syslog_tcp, syslog_tls, watch, orgs).
     #[arg(long, env = "NIGEHBAN_CONFIG")]
     pub config: Option<PathBuf>,
 }
@@ -100,6 +100,9 @@ pub struct MonitoringFile {
     /// Syslog listeners and watched files.
     #[serde(default)]
     pub ingest: nigehban_ingest::IngestConfig,
+    /// Alert notifications by e-mail (SMTP) and webhook.
+    #[serde(default)]
+    pub notify: Option<nigehban_server::monitor::notify::NotifyConfig>,
 }
 
 /// What live monitoring runs with on this node.
@@ -140,6 +143,11 @@ impl MonitoringSetup {
             config.retention_days = d;
         }
         config.retention_by_org = file.retention_by_org;
+        if let Some(mut notify) = file.notify {
+            // Secrets come from the environment; a setting that cannot work stops the start.
+            notify.prepare(|var| std::env::var(var).ok())?;
+            config.notify = Some(notify);
+        }
         let detectors = nigehban_hunt::detectors::DetectorOptions {
             rules: flags.rules.iter().cloned().chain(file.rules).collect(),
             indicators: flags.indicators.iter().cloned().chain(file.indicators).collect(),

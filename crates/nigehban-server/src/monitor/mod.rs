@@ -18,6 +18,7 @@
 
 pub mod demo_stream;
 pub(crate) mod detect;
+pub mod notify;
 pub(crate) mod parse;
 pub(crate) mod retention;
 pub(crate) mod sources;
@@ -59,6 +60,8 @@ pub struct MonitorConfig {
     pub retention_days: u32,
     /// Per organisation (short name): days its events are kept, instead of `retention_days`.
     pub retention_by_org: std::collections::HashMap<String, u32>,
+    /// Alert notifications by e-mail and webhook (`notify`); `None`: none are sent.
+    pub notify: Option<notify::NotifyConfig>,
 }
 
 impl Default for MonitorConfig {
@@ -75,6 +78,7 @@ impl Default for MonitorConfig {
             lateness: Duration::from_secs(300),
             retention_days: 30,
             retention_by_org: std::collections::HashMap::new(),
+            notify: None,
         }
     }
 }
@@ -91,6 +95,10 @@ pub(crate) struct MonitorMetrics {
     pub(crate) alerts_created: AtomicU64,
     pub(crate) detect_errors: AtomicU64,
     pub(crate) events_expired: AtomicU64,
+    pub(crate) notify_sent: AtomicU64,
+    pub(crate) notify_failed: AtomicU64,
+    pub(crate) notify_gave_up: AtomicU64,
+    pub(crate) notify_skipped: AtomicU64,
 }
 
 /// Live monitoring's shared state.
@@ -207,6 +215,10 @@ impl Monitor {
             ("nigehban_alerts_created_total", "Alerts created.", &m.alerts_created),
             ("nigehban_detect_errors_total", "Detection batches that failed and were retried.", &m.detect_errors),
             ("nigehban_events_expired_total", "Stored events deleted by retention.", &m.events_expired),
+            ("nigehban_notify_sent_total", "Alert e-mails and webhook calls delivered.", &m.notify_sent),
+            ("nigehban_notify_failed_total", "Alert e-mails and webhook calls that failed.", &m.notify_failed),
+            ("nigehban_notify_gave_up_total", "Alert notifications given up at last.", &m.notify_gave_up),
+            ("nigehban_notify_skipped_total", "New alerts not notified (level, TLP, no target).", &m.notify_skipped),
         ];
         for (name, help, c) in counters {
             out.push_str(&format!(
@@ -241,11 +253,13 @@ impl Monitor {
         shutdown: tokio::sync::watch::Receiver<bool>,
     ) -> (tokio::sync::mpsc::Sender<nigehban_ingest::RawBatch>, Vec<tokio::task::JoinHandle<()>>) {
         let (tx, rx) = tokio::sync::mpsc::channel(SOURCE_QUEUE);
-        let tasks = vec![
+        let notify = self.config.notify.is_some().then(|| tokio::spawn(notify::run(self.clone(), shutdown.clone())));
+        let mut tasks = vec![
             tokio::spawn(detect::run(self.clone(), shutdown.clone())),
             tokio::spawn(retention::run(self.clone(), shutdown)),
             tokio::spawn(sources::run(self.clone(), rx)),
         ];
+        tasks.extend(notify);
         (tx, tasks)
     }
 }

@@ -6,5 +6,6 @@ mod common;
 mod demo_stream;
 mod matrix_http;
 mod monitoring;
+mod notify;
 mod ui_alerts;
 mod ui_e2e;

@@ -4,6 +4,7 @@
 mod audit;
 mod auth;
 mod monitoring;
+mod notify;
 mod objects;
 mod tree_and_users;
 
