@@ -12,7 +12,9 @@ use bytes::Bytes;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use crate::{Acker as DeliveryAcker, BusConfig, BusError, ConsumerName, Delivery, Filter, OrgId, PublishAck, Subjects};
+use crate::{
+    Acker as DeliveryAcker, BusConfig, BusError, ConsumerName, Delivery, Fill, Filter, OrgId, PublishAck, Subjects,
+};
 
 /// The in-process bus. Clones share one queue.
 #[derive(Clone)]
@@ -111,6 +113,23 @@ impl InProcessBus {
     /// How many messages the queue holds (delivered or not, until acknowledged).
     pub fn len(&self) -> usize {
         self.shared.state().messages.len()
+    }
+
+    /// How full the queue is.
+    pub fn fill(&self) -> Fill {
+        let state = self.shared.state();
+        Fill {
+            messages: state.messages.len() as u64,
+            bytes: state.bytes,
+            max_messages: self.shared.config.max_messages as u64,
+            max_bytes: self.shared.config.max_bytes,
+        }
+    }
+
+    /// The largest payload a publish takes.
+    pub fn max_message_bytes(&self) -> usize {
+        let config = &self.shared.config;
+        config.max_message_bytes.min(usize::try_from(config.max_bytes).unwrap_or(usize::MAX))
     }
 
     /// Whether the queue is empty.

@@ -21,7 +21,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use tokio::sync::Semaphore;
 
-use crate::{Acker, BusConfig, BusError, ConsumerName, Delivery, Filter, OrgId, PublishAck, Subjects};
+use crate::{Acker, BusConfig, BusError, ConsumerName, Delivery, Fill, Filter, OrgId, PublishAck, Subjects};
 
 /// JetStream's error codes for a store that is at its limits (10077, "maximum messages/bytes
 /// exceeded") and for consumers that would share a work-queue subject (10099, 10100).
@@ -127,6 +127,31 @@ impl JetStreamBus {
             .map_err(|err| BusError::jetstream("deleting the events stream", err))?;
         tracing::info!(stream = %self.inner.stream, "JetStream events stream deleted");
         Ok(())
+    }
+
+    /// How full the events stream is (one request to the server).
+    pub async fn fill(&self) -> Result<Fill, BusError> {
+        let mut stream = self
+            .inner
+            .context
+            .get_stream(&self.inner.stream)
+            .await
+            .map_err(|err| BusError::jetstream("reading the events stream", err))?;
+        let info = stream.info().await.map_err(|err| BusError::jetstream("reading the events stream", err))?;
+        Ok(Fill {
+            messages: info.state.messages,
+            bytes: info.state.bytes,
+            max_messages: self.inner.config.max_messages as u64,
+            max_bytes: self.inner.config.max_bytes,
+        })
+    }
+
+    /// The largest payload a publish takes: the configured limit or the server's
+    /// `max_payload`, whichever is smaller (headers and subject need a little room too).
+    pub fn max_message_bytes(&self) -> usize {
+        let server = self.inner.context.client().server_info().max_payload;
+        let server = if server == 0 { usize::MAX } else { server.saturating_sub(1024) };
+        self.inner.config.max_message_bytes.min(server)
     }
 
     fn check_size(&self, payload: &Bytes) -> Result<(), BusError> {

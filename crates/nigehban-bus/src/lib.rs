@@ -78,6 +78,24 @@ pub struct PublishAck {
     pub sequence: u64,
 }
 
+/// How full a bus is: what it holds unacknowledged and its limits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Fill {
+    pub messages: u64,
+    pub bytes: u64,
+    pub max_messages: u64,
+    pub max_bytes: u64,
+}
+
+impl Fill {
+    /// The larger of the two fractions (messages, bytes) of their limits, 0.0 to 1.0.
+    pub fn ratio(&self) -> f64 {
+        let m = self.messages as f64 / self.max_messages.max(1) as f64;
+        let b = self.bytes as f64 / self.max_bytes.max(1) as f64;
+        m.max(b).min(1.0)
+    }
+}
+
 /// One of the two implementations, chosen at run time.
 #[derive(Clone, Debug)]
 pub enum Bus {
@@ -93,6 +111,22 @@ impl Bus {
         match self {
             Bus::InProcess(bus) => bus.subjects(),
             Bus::JetStream(bus) => bus.subjects(),
+        }
+    }
+
+    /// How full the bus is.
+    pub async fn fill(&self) -> Result<Fill, BusError> {
+        match self {
+            Bus::InProcess(bus) => Ok(bus.fill()),
+            Bus::JetStream(bus) => bus.fill().await,
+        }
+    }
+
+    /// The largest payload one message may carry.
+    pub fn max_message_bytes(&self) -> usize {
+        match self {
+            Bus::InProcess(bus) => bus.max_message_bytes(),
+            Bus::JetStream(bus) => bus.max_message_bytes(),
         }
     }
 

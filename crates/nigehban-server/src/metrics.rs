@@ -27,6 +27,25 @@ pub(crate) async fn count(State(state): State<Arc<AppState>>, req: Request, next
     resp
 }
 
+/// Answers 404 for what this node's roles do not serve (see [`crate::ServerConfig::serve_api`]).
+pub(crate) async fn roles(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let path = req.uri().path();
+    let served = match path {
+        "/healthz" | "/metrics" => true,
+        "/api/v1/ingest" => state.config.serve_ingest,
+        _ => state.config.serve_api,
+    };
+    if served {
+        return next.run(req).await;
+    }
+    crate::error::ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_on_this_node",
+        "this node does not serve this path (see its roles)",
+    )
+    .into_response()
+}
+
 pub(crate) async fn healthz(State(state): State<Arc<AppState>>) -> Response {
     match state.store.ping().await {
         Ok(()) => (StatusCode::OK, "ok\n").into_response(),

@@ -67,6 +67,11 @@ pub struct ServerConfig {
     /// again (zero: read it for every request). Revocations, sign-outs and account changes made
     /// through this process take effect at once; made on another node, within this time.
     pub auth_cache_ttl: Duration,
+    /// This node serves the API and the web UI (role `api`). Without it, only what its other
+    /// roles need answers: `/api/v1/ingest` on an ingest node, `/healthz` and `/metrics`.
+    pub serve_api: bool,
+    /// This node takes events over HTTP (role `ingest`).
+    pub serve_ingest: bool,
 }
 
 impl Default for ServerConfig {
@@ -80,6 +85,8 @@ impl Default for ServerConfig {
             lockout_for: Duration::from_secs(15 * 60),
             login_attempts_per_minute: 20,
             auth_cache_ttl: nigehban_store::DEFAULT_AUTH_CACHE_TTL,
+            serve_api: true,
+            serve_ingest: true,
         }
     }
 }

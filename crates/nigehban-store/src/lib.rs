@@ -21,6 +21,7 @@ mod monitoring;
 mod notify;
 mod objects;
 mod orgs;
+mod scaleout;
 #[doc(hidden)]
 pub mod testing;
 mod users;
@@ -44,6 +45,7 @@ pub use monitoring::{
 pub use notify::{ClaimedNotification, FailOutcome, Finished, NotificationRecord, NotificationState, NotifyRetry};
 pub use objects::{NewObject, Object, ObjectFilter, ObjectUpdate};
 pub use orgs::{NewOrg, Org, OrgProfile, OrgUpdate};
+pub use scaleout::{Fence, Lease, SLOTS, slot_cursor, slot_of};
 pub use users::{NewUser, User, UserUpdate};
 
 /// What went wrong in the store.
@@ -61,6 +63,8 @@ pub enum StoreError {
     Invalid(String),
     #[error("stored data is inconsistent: {0}")]
     Corrupt(String),
+    #[error("the lease on detection slot {0} was taken by another node")]
+    LeaseLost(i16),
 }
 
 impl StoreError {

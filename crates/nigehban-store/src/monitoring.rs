@@ -240,9 +240,12 @@ pub struct CursorUpdate<'a> {
     pub position: i64,
     /// The consumer's saved state (detection windows), if it has any to keep.
     pub state: Option<&'a [u8]>,
+    /// Scale-out detection: the slot lease the commit depends on (checked and extended in the
+    /// same transaction).
+    pub fence: Option<crate::scaleout::Fence<'a>>,
 }
 
-/// Rows per INSERT statement (8 values each: within SQLite's and PostgreSQL's bind limits).
+/// Rows per INSERT statement (9 values each: within SQLite's and PostgreSQL's bind limits).
 const EVENT_ROWS_PER_INSERT: usize = 2_000;
 
 impl Store {
@@ -275,10 +278,11 @@ impl Store {
             let mut last = 0;
             for chunk in events.chunks(EVENT_ROWS_PER_INSERT) {
                 let mut qb = QueryBuilder::new(
-                    "INSERT INTO events (org_id, tlp, received_at, ts, source, dataset, host, record) ",
+                    "INSERT INTO events (org_id, slot, tlp, received_at, ts, source, dataset, host, record) ",
                 );
                 qb.push_values(chunk, |mut b, e| {
                     b.push_bind(e.org)
+                        .push_bind(crate::scaleout::slot_of(e.org))
                         .push_bind(e.tlp.as_str())
                         .push_bind(now)
                         .push_bind(e.ts)
@@ -598,6 +602,23 @@ impl Store {
                     .bind(&e.fields)
                     .execute(&mut *tx)
                     .await?;
+                }
+            }
+            if let Some(f) = cursor.as_ref().and_then(|c| c.fence) {
+                // Checked last, so the lease row stays locked only for the end of the commit; a
+                // node that lost the slot meanwhile commits nothing (the new holder detects
+                // these events again from the slot's cursor).
+                let kept = sqlx::query(
+                    "UPDATE detect_leases SET expires_at = $1 WHERE slot = $2 AND holder = $3 AND epoch = $4",
+                )
+                .bind(now.saturating_add(f.ttl_micros))
+                .bind(f.lease.slot)
+                .bind(f.holder)
+                .bind(f.lease.epoch)
+                .execute(&mut *tx)
+                .await?;
+                if kept.rows_affected() == 0 {
+                    return Err(StoreError::LeaseLost(f.lease.slot));
                 }
             }
             if let Some(c) = cursor {

@@ -185,7 +185,8 @@ fn run_server_demo(
         }
         let mut monitoring = crate::serve::MonitoringSetup::default();
         monitoring.config.lateness = DEMO_LATENESS;
-        run_server_with(store, ServerConfig::default(), listen, Some(monitoring), move |state, stop| {
+        let node = nigehban_server::monitor::Node::default();
+        run_server_with(store, ServerConfig::default(), listen, Some((monitoring, node)), move |state, stop| {
             let (Some(settings), Some(monitor)) = (stream, state.monitor().cloned()) else { return Vec::new() };
             let store = state.store.clone();
             vec![tokio::spawn(async move {

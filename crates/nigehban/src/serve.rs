@@ -66,9 +66,26 @@ pub struct ServeArgs {
     /// Do not run live monitoring on this node (no ingest, no detection).
     #[arg(long)]
     pub no_monitoring: bool,
+    /// What this node does, comma-separated: `ingest` (HTTP ingest and the syslog and file
+    /// sources), `detect` (stores what the bus carries and detects), `api` (REST API and web
+    /// UI), or `all` (the default). Roles other than `all` and `api` need --bus and PostgreSQL.
+    #[arg(long, env = "NIGEHBAN_ROLE", value_name = "ROLES")]
+    pub role: Option<String>,
+    /// The event bus between ingest and detection nodes: a NATS JetStream server,
+    /// nats://host:4222 (scale-out mode, with --database).
+    #[arg(long, env = "NIGEHBAN_BUS", value_name = "URL")]
+    pub bus: Option<String>,
+    /// Prefix of the bus's subjects and stream (default `nigehban`): deployments sharing a
+    /// NATS server use different prefixes.
+    #[arg(long, env = "NIGEHBAN_BUS_PREFIX", value_name = "PREFIX")]
+    pub bus_prefix: Option<String>,
+    /// This node's name among detection nodes (default: host, process id and a random part).
+    #[arg(long, env = "NIGEHBAN_NODE_NAME")]
+    pub node_name: Option<String>,
     /// A YAML file with any of: listen, data, database, tls_cert, tls_key, secure_cookies,
     /// session_hours, max_body_bytes, lockout_after, lockout_minutes, auth_cache_seconds,
-    /// national_cert_name, and `monitoring` (rules, indicators, warninglists, default_tlp,
+    /// national_cert_name, roles, node_name, `bus` (url, prefix, max_messages, max_bytes,
+    /// max_age_hours, ack_wait_seconds), and `monitoring` (rules, indicators, warninglists, default_tlp,
     /// max_backlog, dedup_minutes, retention_days, retention_by_org, `notify` (smtp, webhook, org_webhooks, min_level, public_url, parent_certs…), and `ingest`: syslog_udp, syslog_tcp, syslog_tls, watch, orgs).
     #[arg(long, env = "NIGEHBAN_CONFIG")]
     pub config: Option<PathBuf>,
@@ -94,6 +111,13 @@ pub struct MonitoringFile {
     pub dedup_minutes: Option<u64>,
     /// Days stored events are kept (default 30; 0: for ever).
     pub retention_days: Option<u32>,
+    /// Scale-out: seconds a detection node's lease on its slots lasts without renewal (default
+    /// 10): how long the slots of a node that died wait before another node takes them.
+    pub detect_lease_seconds: Option<u64>,
+    /// How late (in event time, behind the newest event of its organisation) an event may
+    /// arrive and still count in correlation windows (default 300). In the scale-out mode it
+    /// must also cover the bus's ack wait: a message a dead node took arrives that much later.
+    pub lateness_seconds: Option<u64>,
     /// Per organisation (short name): days its events are kept.
     #[serde(default)]
     pub retention_by_org: std::collections::HashMap<String, u32>,
@@ -142,6 +166,12 @@ impl MonitoringSetup {
         if let Some(d) = file.retention_days {
             config.retention_days = d;
         }
+        if let Some(s) = file.lateness_seconds {
+            config.lateness = Duration::from_secs(s);
+        }
+        if let Some(s) = file.detect_lease_seconds {
+            config.lease_ttl = Duration::from_secs(s.max(1));
+        }
         config.retention_by_org = file.retention_by_org;
         if let Some(mut notify) = file.notify {
             // Secrets come from the environment; a setting that cannot work stops the start.
@@ -177,7 +207,60 @@ struct FileConfig {
     /// nodes, a revocation made on one takes effect on the others within this time.
     auth_cache_seconds: Option<u64>,
     national_cert_name: Option<String>,
+    /// What this node does (see `--role`).
+    roles: Option<Vec<String>>,
+    node_name: Option<String>,
+    bus: Option<BusFile>,
     monitoring: Option<MonitoringFile>,
+}
+
+/// The `bus` section of the configuration file (scale-out mode).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BusFile {
+    /// nats://host:4222 (credentials in the URL are never logged).
+    url: Option<String>,
+    prefix: Option<String>,
+    /// The most messages (batches) the bus holds before ingest pushes back.
+    max_messages: Option<usize>,
+    /// The most bytes the bus holds before ingest pushes back.
+    max_bytes: Option<u64>,
+    /// Hours after which the bus drops a message nobody took (default a week).
+    max_age_hours: Option<u64>,
+    /// Seconds a message taken by a detection node may stay unacknowledged before another
+    /// gets it (default 30).
+    ack_wait_seconds: Option<u64>,
+}
+
+/// The roles of a node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Roles {
+    pub ingest: bool,
+    pub detect: bool,
+    pub api: bool,
+}
+
+impl Roles {
+    pub const ALL: Roles = Roles { ingest: true, detect: true, api: true };
+
+    /// Reads `ingest,detect,api` or `all`.
+    pub fn parse<'a>(names: impl IntoIterator<Item = &'a str>) -> anyhow::Result<Roles> {
+        let mut roles = Roles { ingest: false, detect: false, api: false };
+        for name in names {
+            match name.trim().to_ascii_lowercase().as_str() {
+                "all" => roles = Roles::ALL,
+                "ingest" => roles.ingest = true,
+                "detect" => roles.detect = true,
+                "api" => roles.api = true,
+                "" => {}
+                other => bail!("unknown role {other:?}: the roles are ingest, detect, api and all"),
+            }
+        }
+        if roles == (Roles { ingest: false, detect: false, api: false }) {
+            bail!("no role given: the roles are ingest, detect, api and all");
+        }
+        Ok(roles)
+    }
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -220,7 +303,7 @@ async fn first_start(store: &Store, national_name: &str) -> anyhow::Result<()> {
         return Ok(());
     }
     let system = Actor::system();
-    let ncert = store
+    let created = store
         .create_org(
             &system,
             NewOrg {
@@ -233,7 +316,13 @@ async fn first_start(store: &Store, national_name: &str) -> anyhow::Result<()> {
                 profile: OrgProfile::default(),
             },
         )
-        .await?;
+        .await;
+    let ncert = match created {
+        Ok(org) => org,
+        // Several nodes started at once on a new database: another one did the first start.
+        Err(nigehban_store::StoreError::Conflict(_)) if !store.orgs().await?.is_empty() => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
     let (password, generated) = match std::env::var("NIGEHBAN_ADMIN_PASSWORD") {
         Ok(p) if p.chars().count() >= 12 => (p, false),
         Ok(_) => bail!("NIGEHBAN_ADMIN_PASSWORD must have at least 12 characters"),
@@ -272,27 +361,41 @@ async fn first_start(store: &Store, national_name: &str) -> anyhow::Result<()> {
 pub async fn start_monitoring(
     state: &Arc<AppState>,
     setup: MonitoringSetup,
+    node: nigehban_server::monitor::Node,
     shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
-    let options = setup.detectors.clone();
-    let (set, loaded) = tokio::task::spawn_blocking(move || nigehban_hunt::detectors::build(&options))
-        .await?
-        .context("loading the detectors")?;
-    for (path, why) in &loaded.unreadable {
-        tracing::warn!(message = "A rule path could not be read.", path = %path.display(), reason = %why);
-    }
-    tracing::info!(
-        message = "Detectors loaded.",
-        rules = loaded.rules.loaded,
-        rules_failed = loaded.rules.failed.len(),
-        indicators = loaded.intel.as_ref().map_or(0, |i| i.loaded),
-    );
-    let monitor = nigehban_server::monitor::Monitor::new(state.store.clone(), set, setup.config).await?;
+    let set = if node.detect {
+        let options = setup.detectors.clone();
+        let (set, loaded) = tokio::task::spawn_blocking(move || nigehban_hunt::detectors::build(&options))
+            .await?
+            .context("loading the detectors")?;
+        for (path, why) in &loaded.unreadable {
+            tracing::warn!(message = "A rule path could not be read.", path = %path.display(), reason = %why);
+        }
+        tracing::info!(
+            message = "Detectors loaded.",
+            rules = loaded.rules.loaded,
+            rules_failed = loaded.rules.failed.len(),
+            indicators = loaded.intel.as_ref().map_or(0, |i| i.loaded),
+        );
+        set
+    } else {
+        // An ingest node parses and publishes; detection nodes detect.
+        nigehban_detect::DetectorSet::new()
+    };
+    let ingest = node.ingest;
+    let monitor = nigehban_server::monitor::Monitor::new_node(state.store.clone(), set, setup.config, node).await?;
     state.set_monitor(monitor.clone());
     let (tx, mut tasks) = monitor.start(shutdown.clone());
-    let sources = nigehban_ingest::spawn_all(&setup.ingest, tx, monitor.ingest_metrics(), shutdown)
-        .await
-        .context("starting the ingest sources")?;
+    let no_sources = nigehban_ingest::IngestConfig::default();
+    let sources = nigehban_ingest::spawn_all(
+        if ingest { &setup.ingest } else { &no_sources },
+        tx,
+        monitor.ingest_metrics(),
+        shutdown,
+    )
+    .await
+    .context("starting the ingest sources")?;
     for s in sources {
         if let Some(addr) = s.local_addr {
             tracing::info!(message = "Ingest source listening.", address = %addr);
@@ -307,7 +410,7 @@ pub async fn run_server(
     store: Store,
     config: ServerConfig,
     listen: SocketAddr,
-    monitoring: Option<MonitoringSetup>,
+    monitoring: Option<(MonitoringSetup, nigehban_server::monitor::Node)>,
 ) -> anyhow::Result<()> {
     run_server_with(store, config, listen, monitoring, |_, _| Vec::new()).await
 }
@@ -318,15 +421,15 @@ pub async fn run_server_with(
     store: Store,
     config: ServerConfig,
     listen: SocketAddr,
-    monitoring: Option<MonitoringSetup>,
+    monitoring: Option<(MonitoringSetup, nigehban_server::monitor::Node)>,
     also: impl FnOnce(&Arc<AppState>, tokio::sync::watch::Receiver<bool>) -> Vec<tokio::task::JoinHandle<()>>,
 ) -> anyhow::Result<()> {
     let scheme = if config.tls.is_some() { "https" } else { "http" };
     let state: Arc<AppState> = AppState::new(store.clone(), config);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut tasks = Vec::new();
-    if let Some(setup) = monitoring {
-        tasks = start_monitoring(&state, setup, stop_rx.clone()).await?;
+    if let Some((setup, node)) = monitoring {
+        tasks = start_monitoring(&state, setup, node, stop_rx.clone()).await?;
     }
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
     tracing::info!(message = "Serving.", url = %format!("{scheme}://{listen}"), store = store.backend_name());
@@ -360,15 +463,48 @@ pub fn run(args: ServeArgs) -> anyhow::Result<std::process::ExitCode> {
         None => FileConfig::default(),
     };
     let monitoring_file = file.monitoring.take().unwrap_or_default();
-    let monitoring = if args.no_monitoring || monitoring_file.enabled == Some(false) {
+    let store_args = StoreArgs {
+        data: args.store.data.clone().or(file.data.take()),
+        database: args.store.database.clone().or(file.database.take()),
+    };
+    if store_args.data.is_some() && store_args.database.is_some() {
+        bail!("choose either a data directory (SQLite) or a PostgreSQL database, not both");
+    }
+    let roles = match (&args.role, &file.roles) {
+        (Some(r), _) => Roles::parse(r.split(','))?,
+        (None, Some(r)) => Roles::parse(r.iter().map(String::as_str))?,
+        (None, None) => Roles::ALL,
+    };
+    let bus_file = file.bus.take().unwrap_or_default();
+    let bus_url = args.bus.clone().or(bus_file.url.clone());
+    if bus_url.is_some() && store_args.database.is_none() {
+        bail!("the scale-out mode (--bus) needs PostgreSQL (--database postgres://…), shared by its nodes");
+    }
+    if bus_url.is_none() && roles != Roles::ALL && roles != (Roles { ingest: false, detect: false, api: true }) {
+        bail!(
+            "roles other than `all` and `api` need the event bus (--bus nats://…): without it one node \
+             stores and detects what it receives"
+        );
+    }
+    let monitoring = if args.no_monitoring || monitoring_file.enabled == Some(false) || !(roles.ingest || roles.detect)
+    {
         None
     } else {
         Some(MonitoringSetup::from_parts(&args, monitoring_file)?)
     };
-    let store_args = StoreArgs { data: args.store.data.or(file.data), database: args.store.database.or(file.database) };
-    if store_args.data.is_some() && store_args.database.is_some() {
-        bail!("choose either a data directory (SQLite) or a PostgreSQL database, not both");
-    }
+    let node_name =
+        args.node_name.clone().or(file.node_name.take()).unwrap_or_else(nigehban_server::monitor::default_node_name);
+    let bus_config = {
+        let d = nigehban_bus::BusConfig::default();
+        nigehban_bus::BusConfig {
+            prefix: args.bus_prefix.clone().or(bus_file.prefix).unwrap_or(d.prefix.clone()),
+            max_messages: bus_file.max_messages.unwrap_or(d.max_messages),
+            max_bytes: bus_file.max_bytes.unwrap_or(d.max_bytes),
+            max_age: bus_file.max_age_hours.map_or(d.max_age, |h| Duration::from_secs(h.max(1) * 3600)),
+            ack_wait: bus_file.ack_wait_seconds.map_or(d.ack_wait, |s| Duration::from_secs(s.max(1))),
+            ..d
+        }
+    };
     let listen = match args.listen.or(file.listen) {
         Some(l) => l,
         None => DEFAULT_LISTEN.parse()?,
@@ -387,6 +523,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<std::process::ExitCode> {
         lockout_after: file.lockout_after.unwrap_or(defaults.lockout_after),
         lockout_for: file.lockout_minutes.map_or(defaults.lockout_for, |m| Duration::from_secs(m * 60)),
         auth_cache_ttl: file.auth_cache_seconds.map_or(defaults.auth_cache_ttl, Duration::from_secs),
+        serve_api: roles.api,
+        serve_ingest: roles.ingest,
         ..defaults
     };
     if let Some(tls) = &config.tls {
@@ -397,7 +535,19 @@ pub fn run(args: ServeArgs) -> anyhow::Result<std::process::ExitCode> {
     rt.block_on(async {
         let store = store_args.open(Path::new("nigehban-data")).await?;
         first_start(&store, &national).await?;
-        run_server(store, config, listen, monitoring).await
+        let bus = match &bus_url {
+            Some(url) => Some(nigehban_bus::Bus::JetStream(
+                nigehban_bus::JetStreamBus::connect(url, bus_config).await.context("connecting to the event bus")?,
+            )),
+            None => None,
+        };
+        tracing::info!(
+            message = "Node roles.",
+            node = %node_name, ingest = roles.ingest, detect = roles.detect, api = roles.api,
+            mode = if bus.is_some() { "scale-out" } else { "embedded" },
+        );
+        let node = nigehban_server::monitor::Node { bus, ingest: roles.ingest, detect: roles.detect, name: node_name };
+        run_server(store, config, listen, monitoring.map(|m| (m, node))).await
     })?;
     Ok(std::process::ExitCode::SUCCESS)
 }

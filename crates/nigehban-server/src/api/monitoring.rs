@@ -143,6 +143,9 @@ pub(crate) async fn ingest(
             resp.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
             return Ok(resp);
         }
+        Err(IngestRefusal::Rejected(why)) => {
+            return Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "event_too_large", why));
+        }
         Err(IngestRefusal::Store(e)) => return Err(e.into()),
     }
     Ok(axum::Json(IngestOut {

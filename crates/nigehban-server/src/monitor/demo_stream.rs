@@ -1680,7 +1680,11 @@ async fn store_patiently(
                 tracing::debug!(message = "Monitoring is busy; the demo stream waits.", reason = %why);
                 None
             }
-            Err(IngestRefusal::Store(e)) => Some(e),
+            Err(IngestRefusal::Store(e)) => Some(e.to_string()),
+            Err(IngestRefusal::Rejected(why)) => {
+                tracing::error!(message = "The demo stream's events were refused; they are skipped.", reason = %why);
+                return true;
+            }
         };
         if let Some(e) = why {
             tracing::warn!(message = "The demo stream could not store its events; trying again.", error = %e);

@@ -147,7 +147,7 @@ pub(crate) async fn run(monitor: Arc<Monitor>, mut shutdown: tokio::sync::watch:
             }
         };
         streams = back;
-        let update = CursorUpdate { name: CURSOR, position: last, state: saved.as_deref() };
+        let update = CursorUpdate { name: CURSOR, position: last, state: saved.as_deref(), fence: None };
         match monitor.store.commit_detections(&hits, Some(update)).await {
             Ok(created) => {
                 cursor = last;

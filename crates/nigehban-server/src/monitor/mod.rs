@@ -15,12 +15,20 @@
 //! Back-pressure: when stored events wait for detection beyond `max_backlog`, or too many
 //! writes are in flight, ingest answers 429 (with `Retry-After`) and sources wait for their
 //! acknowledgement, so a sender faster than detection is slowed down instead of dropped.
+//!
+//! The scale-out mode ([`Node`] with a bus, on PostgreSQL): ingest nodes parse and publish on
+//! the bus (`batch`), answering once the bus has the events; detection nodes store what the
+//! bus carries in the event log, once per batch (`persist`), and detect over the slots of the
+//! log whose leases they hold (`slots`), with the same detection code as the embedded worker.
 
+pub(crate) mod batch;
 pub mod demo_stream;
 pub(crate) mod detect;
 pub mod notify;
 pub(crate) mod parse;
+pub(crate) mod persist;
 pub(crate) mod retention;
+pub(crate) mod slots;
 pub(crate) mod sources;
 
 use std::sync::Arc;
@@ -62,6 +70,9 @@ pub struct MonitorConfig {
     pub retention_by_org: std::collections::HashMap<String, u32>,
     /// Alert notifications by e-mail and webhook (`notify`); `None`: none are sent.
     pub notify: Option<notify::NotifyConfig>,
+    /// Scale-out: how long a detection node's lease on a slot lasts without renewal (a node
+    /// that dies loses its slots after this); renewed every fifth of it.
+    pub lease_ttl: Duration,
 }
 
 impl Default for MonitorConfig {
@@ -79,8 +90,42 @@ impl Default for MonitorConfig {
             retention_days: 30,
             retention_by_org: std::collections::HashMap::new(),
             notify: None,
+            lease_ttl: Duration::from_secs(10),
         }
     }
+}
+
+/// What this node does in live monitoring, and how its nodes talk.
+///
+/// Embedded (no bus): one process stores what it receives in the event log and detects over
+/// the whole log. Scale-out (a bus, PostgreSQL): ingest nodes publish parsed batches on the
+/// bus; detection nodes store them in the event log (once, by batch key) and detect over the
+/// slots whose leases they hold.
+#[derive(Debug, Clone)]
+pub struct Node {
+    /// The bus between ingest and detection nodes; `None` in the embedded mode.
+    pub bus: Option<nigehban_bus::Bus>,
+    /// Receives events (HTTP ingest, the syslog and file sources).
+    pub ingest: bool,
+    /// Stores what the bus carries and detects (scale-out), or detects over the log (embedded).
+    pub detect: bool,
+    /// This node's name among detection nodes (unique per process).
+    pub name: String,
+}
+
+impl Default for Node {
+    /// The embedded mode: everything in this process, no bus.
+    fn default() -> Self {
+        Node { bus: None, ingest: true, detect: true, name: default_node_name() }
+    }
+}
+
+/// `host:pid:random`, unique per process.
+pub fn default_node_name() -> String {
+    let host = std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()).unwrap_or_else(|| "node".to_owned());
+    let random = uuid::Uuid::now_v7().simple().to_string();
+    let random = &random[random.len() - 8..];
+    format!("{host}:{}:{random}", std::process::id())
 }
 
 /// Counters for `/metrics`.
@@ -99,6 +144,12 @@ pub(crate) struct MonitorMetrics {
     pub(crate) notify_failed: AtomicU64,
     pub(crate) notify_gave_up: AtomicU64,
     pub(crate) notify_skipped: AtomicU64,
+    pub(crate) bus_published: AtomicU64,
+    pub(crate) bus_stored: AtomicU64,
+    pub(crate) bus_duplicates: AtomicU64,
+    pub(crate) bus_unreadable: AtomicU64,
+    pub(crate) slots_held: AtomicU64,
+    pub(crate) leases_lost: AtomicU64,
 }
 
 /// Live monitoring's shared state.
@@ -115,6 +166,13 @@ pub struct Monitor {
     pub(crate) writes: Semaphore,
     pub(crate) metrics: MonitorMetrics,
     pub(crate) ingest_metrics: Arc<nigehban_ingest::IngestMetrics>,
+    /// What this node does (embedded, or its roles in a scale-out deployment).
+    pub(crate) node: Node,
+    /// Scale-out: events stored and not yet detected, as last estimated (slots' heads and
+    /// cursors, every few seconds).
+    pub(crate) backlog_estimate: AtomicI64,
+    /// Scale-out ingest: how full the bus was, and when that was read.
+    pub(crate) bus_fill: std::sync::Mutex<Option<(std::time::Instant, f64)>>,
 }
 
 impl std::fmt::Debug for Monitor {
@@ -128,6 +186,9 @@ impl std::fmt::Debug for Monitor {
 pub enum IngestRefusal {
     #[error("the server is busy: {0}")]
     Busy(String),
+    /// The batch can never be taken as it is (an event larger than a bus message).
+    #[error("{0}")]
+    Rejected(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -135,6 +196,16 @@ pub enum IngestRefusal {
 impl Monitor {
     /// Monitoring over `store` with these detectors.
     pub async fn new(store: Store, detectors: DetectorSet, config: MonitorConfig) -> Result<Arc<Monitor>, StoreError> {
+        Monitor::new_node(store, detectors, config, Node::default()).await
+    }
+
+    /// Monitoring over `store` with these detectors, doing what `node` says.
+    pub async fn new_node(
+        store: Store,
+        detectors: DetectorSet,
+        config: MonitorConfig,
+        node: Node,
+    ) -> Result<Arc<Monitor>, StoreError> {
         let stored = store.last_event_id().await?;
         let detected = store.cursor(CURSOR).await?.map_or(0, |(p, _)| p);
         Ok(Arc::new(Monitor {
@@ -147,6 +218,9 @@ impl Monitor {
             detected: AtomicI64::new(detected),
             metrics: MonitorMetrics::default(),
             ingest_metrics: Arc::default(),
+            node,
+            backlog_estimate: AtomicI64::new(0),
+            bus_fill: std::sync::Mutex::new(None),
         }))
     }
 
@@ -160,9 +234,17 @@ impl Monitor {
         self.ingest_metrics.clone()
     }
 
-    /// Events stored and not yet through detection.
+    /// Events stored and not yet through detection (scale-out: as last estimated).
     pub fn backlog(&self) -> i64 {
+        if self.node.bus.is_some() {
+            return self.backlog_estimate.load(Ordering::Relaxed);
+        }
         (self.stored.load(Ordering::Relaxed) - self.detected.load(Ordering::Relaxed)).max(0)
+    }
+
+    /// What this node does.
+    pub fn node(&self) -> &Node {
+        &self.node
     }
 
     /// Stores parsed events durably; returns the ids of the first and last. Refuses (without
@@ -170,6 +252,9 @@ impl Monitor {
     pub async fn store(&self, events: &[NewEvent]) -> Result<(i64, i64), IngestRefusal> {
         if events.is_empty() {
             return Ok((0, 0));
+        }
+        if let Some(bus) = &self.node.bus {
+            return self.publish(bus, events).await.map(|()| (0, 0));
         }
         let backlog = self.backlog();
         if backlog > self.config.max_backlog {
@@ -185,6 +270,73 @@ impl Monitor {
         self.metrics.events_stored.fetch_add(events.len() as u64, Ordering::Relaxed);
         self.arrivals.notify_one();
         Ok((first, last))
+    }
+
+    /// Scale-out ingest: publishes the events on the bus, one message per run that fits, on
+    /// their organisations' subjects; returns once every message is durable on the bus.
+    /// Refuses before publishing anything when the bus is over 80% full (its consumers, the
+    /// detection nodes, are behind). A failure after part of the batch was published leaves
+    /// that part on the bus: a sender that sends again may store it twice.
+    async fn publish(&self, bus: &nigehban_bus::Bus, events: &[NewEvent]) -> Result<(), IngestRefusal> {
+        let fill = self.bus_fill(bus).await;
+        if fill > 0.8 {
+            self.metrics.pushed_back.fetch_add(1, Ordering::Relaxed);
+            return Err(IngestRefusal::Busy(format!("the event bus is {:.0}% full", fill * 100.0)));
+        }
+        let max = bus.max_message_bytes();
+        let mut start = 0;
+        while start < events.len() {
+            let org = events[start].org;
+            let end = events[start..].iter().position(|e| e.org != org).map_or(events.len(), |n| start + n);
+            let subject = nigehban_bus::OrgId::new(&org.to_string())
+                .map_err(|e| IngestRefusal::Rejected(format!("organisation {org}: {e}")))?;
+            let runs = batch::split(&events[start..end], max).map_err(|(i, len)| {
+                IngestRefusal::Rejected(format!(
+                    "event {} takes {len} bytes, more than a bus message carries ({max})",
+                    start + i + 1
+                ))
+            })?;
+            for run in runs {
+                let payload = batch::encode(uuid::Uuid::now_v7(), org, run);
+                let publish = bus.publish(&subject, payload.into());
+                match tokio::time::timeout(self.config.write_wait, publish).await {
+                    Ok(Ok(_)) => {
+                        self.metrics.bus_published.fetch_add(run.len() as u64, Ordering::Relaxed);
+                    }
+                    Ok(Err(nigehban_bus::BusError::Full(_))) | Err(_) => {
+                        self.metrics.pushed_back.fetch_add(1, Ordering::Relaxed);
+                        return Err(IngestRefusal::Busy("the event bus did not take the events in time".into()));
+                    }
+                    Ok(Err(e)) => return Err(IngestRefusal::Busy(format!("the event bus failed: {e}"))),
+                }
+            }
+            start = end;
+        }
+        self.metrics.events_stored.fetch_add(events.len() as u64, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// How full the bus is, read at most every 250 ms (a full bus reads as 1.0 when it cannot
+    /// be read, so that ingest pushes back rather than piles up).
+    async fn bus_fill(&self, bus: &nigehban_bus::Bus) -> f64 {
+        let now = std::time::Instant::now();
+        if let Ok(guard) = self.bus_fill.lock()
+            && let Some((at, fill)) = *guard
+            && now.duration_since(at) < Duration::from_millis(250)
+        {
+            return fill;
+        }
+        let fill = match bus.fill().await {
+            Ok(f) => f.ratio(),
+            Err(e) => {
+                tracing::warn!(message = "How full the event bus is could not be read.", error = %e);
+                1.0
+            }
+        };
+        if let Ok(mut guard) = self.bus_fill.lock() {
+            *guard = Some((now, fill));
+        }
+        fill
     }
 
     /// Moves the detection position as if detection had passed `position` (tests of what
@@ -219,6 +371,19 @@ impl Monitor {
             ("nigehban_notify_failed_total", "Alert e-mails and webhook calls that failed.", &m.notify_failed),
             ("nigehban_notify_gave_up_total", "Alert notifications given up at last.", &m.notify_gave_up),
             ("nigehban_notify_skipped_total", "New alerts not notified (level, TLP, no target).", &m.notify_skipped),
+            (
+                "nigehban_bus_published_events_total",
+                "Events published on the event bus (ingest nodes).",
+                &m.bus_published,
+            ),
+            ("nigehban_bus_stored_events_total", "Events from the bus stored in the event log.", &m.bus_stored),
+            (
+                "nigehban_bus_duplicate_events_total",
+                "Events of bus messages delivered again and already stored (not stored twice).",
+                &m.bus_duplicates,
+            ),
+            ("nigehban_bus_unreadable_total", "Bus messages that could not be read (not stored).", &m.bus_unreadable),
+            ("nigehban_detect_leases_lost_total", "Detection slots this node lost to another node.", &m.leases_lost),
         ];
         for (name, help, c) in counters {
             out.push_str(&format!(
@@ -231,6 +396,13 @@ impl Monitor {
              # TYPE nigehban_detect_backlog gauge\nnigehban_detect_backlog {}\n",
             self.backlog()
         ));
+        if self.node.bus.is_some() && self.node.detect {
+            out.push_str(&format!(
+                "# HELP nigehban_detect_slots_held Detection slots this node holds leases on.\n\
+                 # TYPE nigehban_detect_slots_held gauge\nnigehban_detect_slots_held {}\n",
+                m.slots_held.load(Ordering::Relaxed)
+            ));
+        }
         out.push_str(&self.ingest_metrics.render_prometheus());
     }
 }
@@ -254,11 +426,23 @@ impl Monitor {
     ) -> (tokio::sync::mpsc::Sender<nigehban_ingest::RawBatch>, Vec<tokio::task::JoinHandle<()>>) {
         let (tx, rx) = tokio::sync::mpsc::channel(SOURCE_QUEUE);
         let notify = self.config.notify.is_some().then(|| tokio::spawn(notify::run(self.clone(), shutdown.clone())));
-        let mut tasks = vec![
-            tokio::spawn(detect::run(self.clone(), shutdown.clone())),
-            tokio::spawn(retention::run(self.clone(), shutdown)),
-            tokio::spawn(sources::run(self.clone(), rx)),
-        ];
+        let mut tasks = Vec::new();
+        match &self.node.bus {
+            // Embedded: one worker detects over the whole log.
+            None => tasks.push(tokio::spawn(detect::run(self.clone(), shutdown.clone()))),
+            // Scale-out: store what the bus carries, detect over the leased slots.
+            Some(bus) if self.node.detect => {
+                tasks.push(tokio::spawn(persist::run(self.clone(), bus.clone(), shutdown.clone())));
+                tasks.push(tokio::spawn(slots::run(self.clone(), shutdown.clone())));
+            }
+            Some(_) => {}
+        }
+        if self.node.detect {
+            tasks.push(tokio::spawn(retention::run(self.clone(), shutdown)));
+        }
+        if self.node.ingest {
+            tasks.push(tokio::spawn(sources::run(self.clone(), rx)));
+        }
         tasks.extend(notify);
         (tx, tasks)
     }

@@ -30,9 +30,16 @@ pub(crate) async fn run(monitor: Arc<Monitor>, mut shutdown: tokio::sync::watch:
 pub(crate) async fn sweep(monitor: &Monitor) -> Result<u64, nigehban_store::StoreError> {
     let now = jiff::Timestamp::now().as_microsecond();
     // Events at or after the detection cursor wait for detection: they are never deleted.
-    let keep_from = monitor.detected.load(Ordering::Relaxed) + 1;
+    let embedded_keep_from = monitor.detected.load(Ordering::Relaxed) + 1;
     let mut deleted = 0;
     for org in monitor.store.orgs().await? {
+        let keep_from = if monitor.node.bus.is_some() {
+            // Scale-out: the cursor of the organisation's slot.
+            let cursor = monitor.store.cursor(&nigehban_store::slot_cursor(nigehban_store::slot_of(org.id))).await?;
+            cursor.map_or(0, |(p, _)| p) + 1
+        } else {
+            embedded_keep_from
+        };
         let days =
             monitor.config.retention_by_org.get(&org.short_name).copied().unwrap_or(monitor.config.retention_days);
         if days == 0 {

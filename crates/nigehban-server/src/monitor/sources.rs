@@ -44,6 +44,7 @@ pub(crate) async fn run(monitor: Arc<Monitor>, mut rx: mpsc::Receiver<RawBatch>)
                 match monitor.store(&parsed.events).await {
                     Ok(_) => return Ok(()),
                     Err(IngestRefusal::Busy(_)) => tokio::time::sleep(Duration::from_millis(200)).await,
+                    Err(IngestRefusal::Rejected(why)) => return Err(why),
                     Err(IngestRefusal::Store(e)) => return Err(e.to_string()),
                 }
             }

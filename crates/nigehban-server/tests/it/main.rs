@@ -7,5 +7,7 @@ mod demo_stream;
 mod matrix_http;
 mod monitoring;
 mod notify;
+mod overload;
+mod scaleout;
 mod ui_alerts;
 mod ui_e2e;

@@ -107,7 +107,7 @@ async fn detections_fold_into_deduplicated_alerts_with_the_cursor() {
         let tree = s.tree().await.unwrap();
 
         let hits: Vec<AlertHit> = (0..60).map(|i| hit(m, "k1", 100 + i, Tlp::Amber, i)).collect();
-        let cursor = CursorUpdate { name: "detect", position: 60, state: Some(b"state") };
+        let cursor = CursorUpdate { name: "detect", position: 60, state: Some(b"state"), fence: None };
         let created = s.commit_detections(&hits, Some(cursor)).await.unwrap();
         assert_eq!(created.len(), 1);
         let again = s.commit_detections(&[hit(m, "k1", 50, Tlp::AmberStrict, 61)], None).await.unwrap();

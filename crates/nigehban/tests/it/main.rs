@@ -3,4 +3,5 @@
 mod cli;
 mod ingest;
 mod kill9;
+mod multinode;
 mod server;
