@@ -101,7 +101,9 @@ pub(crate) async fn run(monitor: Arc<Monitor>, mut shutdown: tokio::sync::watch:
         }
     };
     let mut cursor = saved.as_ref().map_or(0, |(p, _)| *p);
-    let mut streams = Streams::restore(&monitor.detectors, saved.as_ref().and_then(|(_, s)| s.as_deref()));
+    // The state as last committed: what a failed commit goes back to.
+    let mut committed: Option<Vec<u8>> = saved.as_ref().and_then(|(_, s)| s.clone());
+    let mut streams = Streams::restore(&monitor.detectors, committed.as_deref());
     monitor.detected.store(cursor, Ordering::Relaxed);
     tracing::info!(message = "Detection follows the event log.", position = cursor, streams = streams.states.len());
     loop {
@@ -129,7 +131,6 @@ pub(crate) async fn run(monitor: Arc<Monitor>, mut shutdown: tokio::sync::watch:
         let count = batch.len() as u64;
         // The streams go to the blocking thread and come back with the result; should the
         // commit fail, the batch is detected again from the state saved with the last commit.
-        let before = streams.save();
         let result = tokio::task::spawn_blocking(move || {
             let hits = detect_batch(&m.detectors, &m.config, &batch, &mut streams);
             let saved = streams.save();
@@ -151,6 +152,7 @@ pub(crate) async fn run(monitor: Arc<Monitor>, mut shutdown: tokio::sync::watch:
         match monitor.store.commit_detections(&hits, Some(update)).await {
             Ok(created) => {
                 cursor = last;
+                committed = saved;
                 monitor.detected.store(last, Ordering::Relaxed);
                 monitor.stored.fetch_max(last, Ordering::Relaxed);
                 monitor.metrics.events_detected.fetch_add(count, Ordering::Relaxed);
@@ -160,7 +162,7 @@ pub(crate) async fn run(monitor: Arc<Monitor>, mut shutdown: tokio::sync::watch:
             Err(e) => {
                 tracing::error!(message = "Detection could not commit its alerts; retrying the batch.", error = %e);
                 monitor.metrics.detect_errors.fetch_add(1, Ordering::Relaxed);
-                streams = Streams::restore(&monitor.detectors, before.as_deref());
+                streams = Streams::restore(&monitor.detectors, committed.as_deref());
                 pause(&mut shutdown, Duration::from_secs(1)).await;
             }
         }

@@ -24,6 +24,8 @@ struct Held {
     name: String,
     cursor: i64,
     streams: Streams,
+    /// The streams' state as last committed: what a failed commit goes back to.
+    committed: Option<Vec<u8>>,
 }
 
 fn micros(d: Duration) -> i64 {
@@ -108,14 +110,15 @@ async fn renew(monitor: &Monitor, node: &str, held: &mut BTreeMap<i16, Held>) ->
         let name = slot_cursor(lease.slot);
         let saved = monitor.store.cursor(&name).await?;
         let cursor = saved.as_ref().map_or(0, |(p, _)| *p);
-        let streams = Streams::restore(&monitor.detectors, saved.as_ref().and_then(|(_, s)| s.as_deref()));
+        let committed = saved.and_then(|(_, s)| s);
+        let streams = Streams::restore(&monitor.detectors, committed.as_deref());
         tracing::info!(
             message = "This node detects a slot.",
             slot = lease.slot,
             epoch = lease.epoch,
             position = cursor
         );
-        held.insert(lease.slot, Held { lease, name, cursor, streams });
+        held.insert(lease.slot, Held { lease, name, cursor, streams, committed });
     }
     monitor.metrics.slots_held.store(held.len() as u64, Ordering::Relaxed);
     monitor.metrics.leases_lost.fetch_add(lost as u64, Ordering::Relaxed);
@@ -137,7 +140,6 @@ async fn detect_slot(
     let batch = monitor.store.events_after_in_slot(slot, h.cursor, monitor.config.detect_batch).await?;
     let Some(last) = batch.last().map(|e| e.id) else { return Ok(false) };
     let count = batch.len() as u64;
-    let before = h.streams.save();
     let mut streams = std::mem::replace(&mut h.streams, Streams::new());
     let m = monitor.clone();
     let result = tokio::task::spawn_blocking(move || {
@@ -151,7 +153,7 @@ async fn detect_slot(
         Err(e) => {
             // A detector panicked: a bug, not bad input. Give the slot back with its state as
             // last committed; the error is loud in the log and the metrics.
-            h.streams = Streams::restore(&monitor.detectors, before.as_deref());
+            h.streams = Streams::restore(&monitor.detectors, h.committed.as_deref());
             return Err(StoreError::Invalid(format!("detection failed on slot {slot}: {e}")));
         }
     };
@@ -165,6 +167,7 @@ async fn detect_slot(
     match monitor.store.commit_detections(&hits, Some(update)).await {
         Ok(created) => {
             h.cursor = last;
+            h.committed = saved;
             monitor.metrics.events_detected.fetch_add(count, Ordering::Relaxed);
             monitor.metrics.detections.fetch_add(hits.len() as u64, Ordering::Relaxed);
             monitor.metrics.alerts_created.fetch_add(created.len() as u64, Ordering::Relaxed);
@@ -177,7 +180,7 @@ async fn detect_slot(
             Ok(true)
         }
         Err(e) => {
-            h.streams = Streams::restore(&monitor.detectors, before.as_deref());
+            h.streams = Streams::restore(&monitor.detectors, h.committed.as_deref());
             Err(e)
         }
     }

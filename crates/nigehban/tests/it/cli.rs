@@ -142,3 +142,21 @@ fn bad_input_is_reported_and_the_rest_is_read() {
     assert!(report.contains("FAILED badrules/broken.yml (Broken): detection `sel`: `A|nosuchmodifier`: unknown modifier `nosuchmodifier`"), "{report}");
     assert!(report.contains("2 files: 1 rules loaded"), "{report}");
 }
+
+#[test]
+fn scale_out_roles_are_checked_before_anything_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let data = data.to_str().unwrap();
+    for (args, says) in [
+        (vec!["serve", "--data", data, "--role", "detect"], "need the event bus"),
+        (vec!["serve", "--data", data, "--role", "ingest,api"], "need the event bus"),
+        (vec!["serve", "--data", data, "--role", "watch"], "unknown role \"watch\""),
+        (vec!["serve", "--data", data, "--bus", "nats://127.0.0.1:4222"], "needs PostgreSQL"),
+    ] {
+        let out = nigehban(&args, dir.path());
+        assert!(!out.status.success(), "{args:?} started");
+        assert!(text(&out.stderr).contains(says), "{args:?}: {}", text(&out.stderr));
+    }
+    assert!(!Path::new(data).exists(), "a refused start created the data directory");
+}
