@@ -133,6 +133,22 @@ fn operations() -> Vec<Op> {
         op(Get, "/api/v1/events/log/{number}", "monitoring", "One stored event").ok("200", Some("EventOut")),
         op(Get, "/api/v1/alerts/{id}/evidence", "alerts", "An alert's evidence: the matching events"),
         op(Post, "/api/v1/alerts/{id}/status", "alerts", "Acknowledge, close or reopen an alert").body("AlertStatusIn"),
+        op(
+            Post,
+            "/api/v1/retrohunts",
+            "retrohunts",
+            "Start a retro-hunt: Sigma rules and/or indicators over a stored window of events the caller may read, \
+             raising alerts for past matches (400 naming a rule that does not compile)",
+        )
+        .body("CreateRetroHunt")
+        .ok("202", Some("RetroHuntOut")),
+        op(Get, "/api/v1/retrohunts", "retrohunts", "The retro-hunts of the caller's organisation, newest first")
+            .query(&[("cursor", "next_cursor of the previous page"), ("limit", "Page size, 1 to 500 (default 50)")])
+            .ok("200", Some("RetroHuntList")),
+        op(Get, "/api/v1/retrohunts/{id}", "retrohunts", "One retro-hunt: status, progress, the alerts it found")
+            .ok("200", Some("RetroHuntOut")),
+        op(Post, "/api/v1/retrohunts/{id}/cancel", "retrohunts", "Cancel a queued or running retro-hunt")
+            .ok("200", Some("RetroHuntOut")),
     ];
     for kind in Kind::ALL {
         let base = format!("/api/v1/{}", kind.plural());
@@ -262,6 +278,11 @@ pub fn document() -> OpenApi {
         .schema_from::<EventOut>()
         .schema_from::<EventPageOut>()
         .schema_from::<AlertStatusIn>()
+        .schema_from::<CreateRetroHunt>()
+        .schema_from::<RetroHuntOut>()
+        .schema_from::<RetroHuntList>()
+        .schema_from::<RetroHuntProgressOut>()
+        .schema_from::<RetroHuntAlertOut>()
         .schema_from::<LoginResponse>()
         .schema_from::<UserOut>()
         .schema_from::<MeOut>()

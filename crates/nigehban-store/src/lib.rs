@@ -21,6 +21,7 @@ mod monitoring;
 mod notify;
 mod objects;
 mod orgs;
+mod retrohunt;
 mod scaleout;
 #[doc(hidden)]
 pub mod testing;
@@ -45,6 +46,9 @@ pub use monitoring::{
 pub use notify::{ClaimedNotification, FailOutcome, Finished, NotificationRecord, NotificationState, NotifyRetry};
 pub use objects::{NewObject, Object, ObjectFilter, ObjectUpdate};
 pub use orgs::{NewOrg, Org, OrgProfile, OrgUpdate};
+pub use retrohunt::{
+    NewRetroHunt, RetroHunt, RetroHuntProgress, RetroHuntRead, RetroHuntRelation, RetroHuntStatus, retrohunt_cursor,
+};
 pub use scaleout::{Fence, Lease, SLOTS, slot_cursor, slot_of};
 pub use users::{NewUser, User, UserUpdate};
 

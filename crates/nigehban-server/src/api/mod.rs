@@ -7,6 +7,7 @@
 mod admin;
 mod monitoring;
 mod objects;
+mod retrohunt;
 
 use std::sync::Arc;
 
@@ -23,6 +24,7 @@ use uuid::Uuid;
 pub use admin::*;
 pub use monitoring::{AlertStatusIn, EventOut, EventPageOut, IngestOut};
 pub use objects::*;
+pub use retrohunt::{CreateRetroHunt, RetroHuntAlertOut, RetroHuntList, RetroHuntOut, RetroHuntProgressOut};
 
 use crate::{ApiError, AppState};
 
@@ -31,6 +33,7 @@ use crate::{ApiError, AppState};
 pub fn routes(max_ingest_bytes: usize) -> Router<Arc<AppState>> {
     let mut r = Router::new()
         .merge(monitoring::routes(max_ingest_bytes))
+        .merge(retrohunt::routes(max_ingest_bytes))
         .route("/api/v1/openapi.json", get(crate::openapi::openapi_json))
         .route("/api/v1/auth/login", post(admin::login))
         .route("/api/v1/auth/logout", post(admin::logout))

@@ -34,7 +34,7 @@ pub(crate) fn routes(max_request_bytes: usize) -> Router<Arc<AppState>> {
         .route("/api/v1/alerts/{id}/status", post(alert_status))
 }
 
-fn monitor(state: &AppState) -> Result<&Arc<Monitor>, ApiError> {
+pub(super) fn monitor(state: &AppState) -> Result<&Arc<Monitor>, ApiError> {
     // Not a 5xx: sending again to this node will never work (a client must not retry here).
     state.monitor().ok_or_else(|| {
         ApiError::new(

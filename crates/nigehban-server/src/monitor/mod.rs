@@ -28,6 +28,7 @@ pub mod notify;
 pub(crate) mod parse;
 pub(crate) mod persist;
 pub(crate) mod retention;
+pub(crate) mod retro;
 pub(crate) mod slots;
 pub(crate) mod sources;
 
@@ -73,6 +74,8 @@ pub struct MonitorConfig {
     /// Scale-out: how long a detection node's lease on a slot lasts without renewal (a node
     /// that dies loses its slots after this); renewed every fifth of it.
     pub lease_ttl: Duration,
+    /// Retro-hunts that run at once; more wait, queued.
+    pub max_retrohunts: usize,
 }
 
 impl Default for MonitorConfig {
@@ -91,6 +94,7 @@ impl Default for MonitorConfig {
             retention_by_org: std::collections::HashMap::new(),
             notify: None,
             lease_ttl: Duration::from_secs(10),
+            max_retrohunts: 2,
         }
     }
 }
@@ -173,6 +177,8 @@ pub struct Monitor {
     pub(crate) backlog_estimate: AtomicI64,
     /// Scale-out ingest: how full the bus was, and when that was read.
     pub(crate) bus_fill: std::sync::Mutex<Option<(std::time::Instant, f64)>>,
+    /// The retro-hunts this process runs.
+    pub(crate) retrohunts: retro::Running,
 }
 
 impl std::fmt::Debug for Monitor {
@@ -208,7 +214,10 @@ impl Monitor {
     ) -> Result<Arc<Monitor>, StoreError> {
         let stored = store.last_event_id().await?;
         let detected = store.cursor(CURSOR).await?.map_or(0, |(p, _)| p);
+        // Retro-hunts that were running when the process stopped are marked failed.
+        store.recover_retrohunts().await?;
         Ok(Arc::new(Monitor {
+            retrohunts: retro::Running::new(config.max_retrohunts),
             writes: Semaphore::new(config.max_concurrent_writes.max(1)),
             config,
             store,

@@ -15,6 +15,7 @@ mod home;
 mod login;
 mod objects;
 mod orgs;
+mod retrohunts;
 mod view;
 
 use std::sync::Arc;
@@ -45,6 +46,9 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/alerts/{id}/status", post(alerts::set_status))
         .route("/events", get(events::search))
         .route("/events/{id}", get(events::event))
+        .route("/retrohunts", get(retrohunts::list).post(retrohunts::start))
+        .route("/retrohunts/{id}", get(retrohunts::detail))
+        .route("/retrohunts/{id}/cancel", post(retrohunts::cancel))
         .route("/tree", get(orgs::tree))
         .route("/orgs/{id}", get(orgs::org))
         .route("/objects/{kind}", get(objects::list).post(objects::create))
@@ -171,6 +175,9 @@ impl Viewer {
         }
         if self.role().reads(Kind::Event) {
             nav.push(("/events".to_owned(), "Event search"));
+        }
+        if crate::monitor::retro::may_hunt(&self.auth.principal).is_ok() {
+            nav.push(("/retrohunts".to_owned(), "Retro-hunts"));
         }
         nav.push(("/tree".to_owned(), "Constituency"));
         for kind in Kind::ALL {

@@ -8,6 +8,7 @@ mod matrix_http;
 mod monitoring;
 mod notify;
 mod overload;
+mod retrohunt;
 mod scaleout;
 mod ui_alerts;
 mod ui_e2e;

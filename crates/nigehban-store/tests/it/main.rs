@@ -6,6 +6,7 @@ mod auth;
 mod monitoring;
 mod notify;
 mod objects;
+mod retrohunt;
 mod tree_and_users;
 
 use nigehban_store::Store;
