@@ -86,7 +86,8 @@ pub struct ServeArgs {
     /// session_hours, max_body_bytes, lockout_after, lockout_minutes, auth_cache_seconds,
     /// national_cert_name, roles, node_name, `bus` (url, prefix, max_messages, max_bytes,
     /// max_age_hours, ack_wait_seconds), and `monitoring` (rules, indicators, warninglists, default_tlp,
-    /// max_backlog, dedup_minutes, retention_days, retention_by_org, `notify` (smtp, webhook, org_webhooks, min_level, public_url, parent_certs…), and `ingest`: syslog_udp, syslog_tcp, syslog_tls, watch, orgs).
+    /// max_backlog, dedup_minutes, retention_days, retention_by_org, lateness_seconds,
+    /// detect_lease_seconds, max_retrohunts, `notify` (smtp, webhook, org_webhooks, min_level, public_url, parent_certs…), and `ingest`: syslog_udp, syslog_tcp, syslog_tls, watch, orgs).
     #[arg(long, env = "NIGEHBAN_CONFIG")]
     pub config: Option<PathBuf>,
 }
@@ -118,6 +119,8 @@ pub struct MonitoringFile {
     /// arrive and still count in correlation windows (default 300). In the scale-out mode it
     /// must also cover the bus's ack wait: a message a dead node took arrives that much later.
     pub lateness_seconds: Option<u64>,
+    /// Retro-hunts run at once on this node (default 2); more wait, queued.
+    pub max_retrohunts: Option<usize>,
     /// Per organisation (short name): days its events are kept.
     #[serde(default)]
     pub retention_by_org: std::collections::HashMap<String, u32>,
@@ -165,6 +168,9 @@ impl MonitoringSetup {
         }
         if let Some(d) = file.retention_days {
             config.retention_days = d;
+        }
+        if let Some(n) = file.max_retrohunts {
+            config.max_retrohunts = n.max(1);
         }
         if let Some(s) = file.lateness_seconds {
             config.lateness = Duration::from_secs(s);
