@@ -478,17 +478,43 @@ impl Store {
         Ok(())
     }
 
-    /// At start: hunts that were queued or running when the process stopped are marked failed,
-    /// and every hunt not settled yet (those, and cancelled ones whose task stopped with the
-    /// process) has its claims of pages it did not commit released. Returns how many hunts were
-    /// marked failed.
-    ///
-    /// For the embedded mode, where one process runs every hunt: several monitoring nodes
-    /// sharing one database would need a lease per hunt first.
+    /// Every hunt not settled is recovered (see [`Store::recover_stale_retrohunts`]): for a
+    /// single process at its start, when no hunt of the database can be running.
     pub async fn recover_retrohunts(&self) -> Result<u64> {
+        self.recover_stale_retrohunts(i64::MAX).await
+    }
+
+    /// Keeps the hunts a process holds (queued or running) alive: their `updated_at` is now.
+    /// Each process does so every few seconds, so that other nodes tell its hunts from those of
+    /// a process that died.
+    pub async fn retrohunts_keepalive(&self, ids: &[Uuid]) -> Result<()> {
+        let now = now_micros();
+        for id in ids {
+            on_write!(self, pool, _d => {
+                sqlx::query(
+                    "UPDATE retrohunts SET updated_at = $1 WHERE id = $2 AND status IN ('queued', 'running')",
+                )
+                .bind(now)
+                .bind(*id)
+                .execute(pool)
+                .await?;
+            });
+        }
+        Ok(())
+    }
+
+    /// Hunts not settled and not kept alive since `stale_before` (µs) belong to a process that
+    /// stopped: those that were queued or running are marked failed, and each has its claims
+    /// of pages it did not commit released. Returns how many hunts were marked failed. Every
+    /// node runs this now and then (several nodes may run hunts on one database; a live
+    /// process keeps its hunts fresh with [`Store::retrohunts_keepalive`]).
+    pub async fn recover_stale_retrohunts(&self, stale_before: i64) -> Result<u64> {
         let now = now_micros();
         let open: Vec<(Uuid, String)> = on_read!(self, pool => {
-            sqlx::query_as("SELECT id, status FROM retrohunts WHERE settled = 0").fetch_all(pool).await?
+            sqlx::query_as("SELECT id, status FROM retrohunts WHERE settled = 0 AND updated_at < $1")
+                .bind(stale_before)
+                .fetch_all(pool)
+                .await?
         });
         let mut failed = 0;
         for (id, status) in &open {
@@ -497,23 +523,33 @@ impl Store {
                 "running" => INTERRUPTED,
                 _ => "",
             };
-            on_write!(self, pool, _d => {
+            let recovered = on_write!(self, pool, _d => {
                 let mut tx = pool.begin().await?;
-                if !why.is_empty() {
-                    sqlx::query(
-                        "UPDATE retrohunts SET status = 'failed', error = $1, finished_at = $2, updated_at = $2 \
-                         WHERE id = $3 AND status IN ('queued', 'running')",
-                    )
-                    .bind(why)
-                    .bind(now)
-                    .bind(*id)
-                    .execute(&mut *tx)
-                    .await?;
+                // Checked again as it is written: its process may have kept it alive since.
+                let stale: Option<(Uuid,)> =
+                    sqlx::query_as("SELECT id FROM retrohunts WHERE id = $1 AND settled = 0 AND updated_at < $2")
+                        .bind(*id)
+                        .bind(stale_before)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                if stale.is_some() {
+                    if !why.is_empty() {
+                        sqlx::query(
+                            "UPDATE retrohunts SET status = 'failed', error = $1, finished_at = $2, updated_at = $2 \
+                             WHERE id = $3 AND status IN ('queued', 'running')",
+                        )
+                        .bind(why)
+                        .bind(now)
+                        .bind(*id)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                    settle!(tx, *id);
                 }
-                settle!(tx, *id);
                 tx.commit().await?;
+                stale.is_some()
             });
-            if !why.is_empty() {
+            if recovered && !why.is_empty() {
                 failed += 1;
                 tracing::warn!(
                     message = "A retro-hunt was interrupted when the server stopped; it is marked failed.",

@@ -492,8 +492,11 @@ pub fn run(args: ServeArgs) -> anyhow::Result<std::process::ExitCode> {
              stores and detects what it receives"
         );
     }
-    let monitoring = if args.no_monitoring || monitoring_file.enabled == Some(false) || !(roles.ingest || roles.detect)
-    {
+    // An API node of a scale-out deployment runs monitoring without ingest or detection: its
+    // retro-hunts (and alert notifications) run there. An API-only node without a bus (over a
+    // database another node monitors) does not.
+    let monitors = roles.ingest || roles.detect || (roles.api && bus_url.is_some());
+    let monitoring = if args.no_monitoring || monitoring_file.enabled == Some(false) || !monitors {
         None
     } else {
         Some(MonitoringSetup::from_parts(&args, monitoring_file)?)

@@ -214,8 +214,10 @@ impl Monitor {
     ) -> Result<Arc<Monitor>, StoreError> {
         let stored = store.last_event_id().await?;
         let detected = store.cursor(CURSOR).await?.map_or(0, |(p, _)| p);
-        // Retro-hunts that were running when the process stopped are marked failed.
-        store.recover_retrohunts().await?;
+        // Retro-hunts of processes that stopped are marked failed (now, and every minute by
+        // `retro::maintain`: several nodes may run hunts on one database).
+        let stale = jiff::Timestamp::now().as_microsecond() - 180_000_000;
+        store.recover_stale_retrohunts(stale).await?;
         Ok(Arc::new(Monitor {
             retrohunts: retro::Running::new(config.max_retrohunts),
             writes: Semaphore::new(config.max_concurrent_writes.max(1)),
@@ -446,6 +448,7 @@ impl Monitor {
             }
             Some(_) => {}
         }
+        tasks.push(tokio::spawn(retro::maintain(self.clone(), shutdown.clone())));
         if self.node.detect {
             tasks.push(tokio::spawn(retention::run(self.clone(), shutdown)));
         }

@@ -78,6 +78,11 @@ impl Running {
         flag
     }
 
+    /// The hunts this process holds (queued or running).
+    pub(crate) fn held(&self) -> Vec<Uuid> {
+        self.cancels.lock().map(|c| c.keys().copied().collect()).unwrap_or_default()
+    }
+
     fn forget(&self, id: Uuid) {
         if let Ok(mut c) = self.cancels.lock() {
             c.remove(&id);
@@ -619,6 +624,37 @@ fn match_key(h: &AlertHit) -> String {
         d.update(part);
     }
     hex::encode(d.finalize())
+}
+
+/// How often this process says its hunts are alive.
+const KEEPALIVE: Duration = Duration::from_secs(20);
+/// Hunts not kept alive for this long belong to a process that stopped.
+const STALE: Duration = Duration::from_secs(180);
+
+/// Runs until `shutdown` says stop: keeps this process's hunts alive and, every minute, fails
+/// and settles the hunts of processes that stopped (this one's before a restart included).
+pub(crate) async fn maintain(monitor: Arc<Monitor>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    let mut ticks = 0u32;
+    loop {
+        let held = monitor.retrohunts.held();
+        if !held.is_empty()
+            && let Err(e) = monitor.store.retrohunts_keepalive(&held).await
+        {
+            tracing::warn!(message = "Retro-hunts could not be kept alive.", error = %e);
+        }
+        if ticks.is_multiple_of(3) {
+            let stale_before =
+                jiff::Timestamp::now().as_microsecond() - i64::try_from(STALE.as_micros()).unwrap_or(i64::MAX);
+            if let Err(e) = monitor.store.recover_stale_retrohunts(stale_before).await {
+                tracing::warn!(message = "Retro-hunts of stopped processes could not be recovered.", error = %e);
+            }
+        }
+        ticks = ticks.wrapping_add(1);
+        tokio::select! {
+            _ = tokio::time::sleep(KEEPALIVE) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -226,3 +226,29 @@ async fn a_detection_counts_once_across_hunts_and_crashes() {
     }
     b.cleanup().await;
 }
+
+#[tokio::test]
+async fn only_hunts_nobody_keeps_alive_are_recovered() {
+    let b = Backends::new().await;
+    for s in &b.stores {
+        let n = org(s, OrgKind::National, "ncert", &[]).await;
+        let p = org(s, OrgKind::ProvincialCert, "pcert", &[n]).await;
+        let analyst = user(s, p, "analyst", Role::CertAnalyst).await;
+        let actor = Actor { user: Some(analyst), org: Some(p), ..Actor::default() };
+        // Two nodes: one keeps its running hunt alive, the other stopped with its hunt.
+        let alive = s.create_retrohunt(&actor, new_hunt(p, analyst)).await.unwrap();
+        assert!(s.start_retrohunt(alive.id, 3).await.unwrap());
+        let dead = s.create_retrohunt(&actor, new_hunt(p, analyst)).await.unwrap();
+        assert!(s.start_retrohunt(dead.id, 3).await.unwrap());
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        let cutoff = jiff::Timestamp::now().as_microsecond();
+        s.retrohunts_keepalive(&[alive.id]).await.unwrap();
+
+        // Another node starting (or sweeping) recovers the stale hunt only.
+        assert_eq!(s.recover_stale_retrohunts(cutoff).await.unwrap(), 1);
+        assert_eq!(s.retrohunt(dead.id).await.unwrap().unwrap().status, RetroHuntStatus::Failed);
+        assert_eq!(s.retrohunt(alive.id).await.unwrap().unwrap().status, RetroHuntStatus::Running);
+        assert_eq!(s.recover_stale_retrohunts(cutoff).await.unwrap(), 0, "settled once");
+    }
+    b.cleanup().await;
+}

@@ -87,12 +87,16 @@ fn free_port() -> u16 {
 
 /// One HTTP/1.1 request; `None` when the connection fails.
 fn http(port: u16, method: &str, path: &str, token: Option<&str>, body: &str) -> Option<(u16, String)> {
+    request(port, method, path, token, "application/x-ndjson", body)
+}
+
+fn request(port: u16, method: &str, path: &str, token: Option<&str>, ctype: &str, body: &str) -> Option<(u16, String)> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
     let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
     let req = format!(
         "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n{auth}\
-         Content-Type: application/x-ndjson\r\nContent-Length: {}\r\n\r\n{body}",
+         Content-Type: {ctype}\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     );
     s.write_all(req.as_bytes()).ok()?;
@@ -150,8 +154,8 @@ impl Drop for Nodes {
 }
 
 /// The same constituency in a store: returns (id → short name, a shipper token per
-/// organisation, a national analyst's reading token).
-async fn prepare(store: &Store) -> (BTreeMap<String, String>, Vec<String>, String) {
+/// organisation, a national analyst's reading token, a national analyst's hunting token).
+async fn prepare(store: &Store) -> (BTreeMap<String, String>, Vec<String>, String, String) {
     async fn org(store: &Store, kind: OrgKind, short: &str, parents: Vec<uuid::Uuid>) -> uuid::Uuid {
         let new = NewOrg {
             kind,
@@ -164,14 +168,14 @@ async fn prepare(store: &Store) -> (BTreeMap<String, String>, Vec<String>, Strin
         };
         store.create_org(&Actor::system(), new).await.unwrap().id
     }
-    async fn token(store: &Store, org: uuid::Uuid, role: Role, scope: &str) -> String {
+    async fn token(store: &Store, org: uuid::Uuid, role: Role, scopes: &[&str]) -> String {
         let secret = nigehban_server::new_secret();
         let new = NewToken {
             org,
             created_by: None,
             name: format!("{role:?}"),
             role,
-            scopes: vec![scope.parse().unwrap()],
+            scopes: scopes.iter().map(|s| s.parse().unwrap()).collect(),
             token_hash: nigehban_server::auth::secret_hash(&secret),
             prefix: secret[..8].to_owned(),
             expires_at: None,
@@ -186,10 +190,11 @@ async fn prepare(store: &Store) -> (BTreeMap<String, String>, Vec<String>, Strin
     for short in ORGS {
         let id = org(store, OrgKind::Organisation, short, vec![p]).await;
         names.insert(id.to_string(), short.to_owned());
-        shippers.push(token(store, id, Role::OrgSecurityLead, "events:write").await);
+        shippers.push(token(store, id, Role::OrgSecurityLead, &["events:write"]).await);
     }
-    let reader = token(store, n, Role::NationalAnalyst, "*:read").await;
-    (names, shippers, reader)
+    let reader = token(store, n, Role::NationalAnalyst, &["*:read"]).await;
+    let hunter = token(store, n, Role::NationalAnalyst, &["events:read", "alerts:write"]).await;
+    (names, shippers, reader, hunter)
 }
 
 /// Sends an organisation's events in order, in chunks, sending again what is refused.
@@ -266,14 +271,14 @@ fn two_ingest_and_two_detection_nodes_lose_nothing_when_one_is_killed() {
     let reference_data = dir.path().join("reference");
 
     let db = rt.block_on(FreshDatabase::create(&pg)).unwrap();
-    let (names, shippers, reader, ref_names, ref_shippers, ref_reader) = rt.block_on(async {
+    let (names, shippers, reader, hunter, ref_names, ref_shippers, ref_reader) = rt.block_on(async {
         let store = Store::open_postgres(&db.url).await.unwrap();
-        let (names, shippers, reader) = prepare(&store).await;
+        let (names, shippers, reader, hunter) = prepare(&store).await;
         store.close().await;
         let store = Store::open_sqlite(&reference_data).await.unwrap();
-        let (ref_names, ref_shippers, ref_reader) = prepare(&store).await;
+        let (ref_names, ref_shippers, ref_reader, _) = prepare(&store).await;
         store.close().await;
-        (names, shippers, reader, ref_names, ref_shippers, ref_reader)
+        (names, shippers, reader, hunter, ref_names, ref_shippers, ref_reader)
     });
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
     let prefix = format!("mn{}_{nanos}", std::process::id());
@@ -375,6 +380,26 @@ fn two_ingest_and_two_detection_nodes_lose_nothing_when_one_is_killed() {
          embedded server's, {busy} requests pushed back",
         got.len()
     );
+
+    // A retro-hunt through the API node (which runs them in the scale-out mode): who talked to
+    // the ministry's first workstation's address.
+    let body = r#"{"title": "multi-node", "indicators": ["10.0.0.9"], "from": "2026-11-28T00:00:00Z", "to": "2026-11-30T00:00:00Z"}"#;
+    let (status, created) =
+        request(ports["api"], "POST", "/api/v1/retrohunts", Some(&hunter), "application/json", body).unwrap();
+    assert_eq!(status, 202, "{created}");
+    let id = serde_json::from_str::<Value>(&created).unwrap()["id"].as_str().unwrap().to_owned();
+    let t = Instant::now();
+    let hunt = loop {
+        let (_, body) = http(ports["api"], "GET", &format!("/api/v1/retrohunts/{id}"), Some(&hunter), "").unwrap();
+        let hunt: Value = serde_json::from_str(&body).unwrap();
+        if hunt["status"] != "queued" && hunt["status"] != "running" {
+            break hunt;
+        }
+        assert!(t.elapsed() < Duration::from_secs(60), "the retro-hunt did not end: {hunt}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(hunt["status"], "done", "{hunt}");
+    assert_eq!(hunt["progress"]["matches"], PER_HOST as i64, "{hunt}");
 
     drop(nodes);
     rt.block_on(async {
