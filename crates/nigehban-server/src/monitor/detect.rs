@@ -15,7 +15,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::{CURSOR, Monitor, MonitorConfig};
+use super::{CURSOR, Monitor, MonitorConfig, pause};
 
 /// The stateful part of detection: one stream per organisation (correlation windows,
 /// beaconing, first seen), with the newest event time seen, which sets its watermark.
@@ -168,13 +168,6 @@ pub(crate) async fn run(monitor: Arc<Monitor>, mut shutdown: tokio::sync::watch:
         }
     }
     tracing::info!(message = "Detection stopped.", position = cursor);
-}
-
-async fn pause(shutdown: &mut tokio::sync::watch::Receiver<bool>, d: Duration) {
-    tokio::select! {
-        _ = tokio::time::sleep(d) => {}
-        _ = shutdown.changed() => {}
-    }
 }
 
 /// What one chunk of a batch gives: its per-event hits, and the observations for the streams

@@ -424,6 +424,15 @@ pub async fn sweep_retention(monitor: &Monitor) -> Result<u64, StoreError> {
     retention::sweep(monitor).await
 }
 
+/// Sleeps `d` or until `shutdown` changes; `true` when it did (the workers' pause between
+/// retries and polls).
+pub(crate) async fn pause(shutdown: &mut tokio::sync::watch::Receiver<bool>, d: Duration) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(d) => false,
+        _ = shutdown.changed() => true,
+    }
+}
+
 /// Batches the ingest sources may queue before they wait (TCP, TLS, files) or drop (UDP).
 pub const SOURCE_QUEUE: usize = 64;
 

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use nigehban_bus::{Bus, ConsumerName, Filter};
 
-use super::{Monitor, batch};
+use super::{Monitor, batch, pause};
 
 /// The name of the detection nodes' shared consumer.
 pub(crate) const CONSUMER: &str = "store";
@@ -114,12 +114,4 @@ pub(crate) async fn run(monitor: Arc<Monitor>, bus: Bus, mut shutdown: tokio::sy
         }
     }
     tracing::info!(message = "Stopped storing from the event bus.", node = %monitor.node.name);
-}
-
-/// Sleeps `d`; `true` when asked to stop meanwhile.
-async fn pause(shutdown: &mut tokio::sync::watch::Receiver<bool>, d: Duration) -> bool {
-    tokio::select! {
-        _ = tokio::time::sleep(d) => false,
-        _ = shutdown.changed() => true,
-    }
 }

@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 
 use nigehban_store::{CursorUpdate, Fence, Lease, SLOTS, StoreError, slot_cursor};
 
-use super::Monitor;
 use super::detect::{Streams, detect_batch};
+use super::{Monitor, pause};
 
 struct Held {
     lease: Lease,
@@ -183,13 +183,5 @@ async fn detect_slot(
             h.streams = Streams::restore(&monitor.detectors, h.committed.as_deref());
             Err(e)
         }
-    }
-}
-
-/// Sleeps `d`; `true` when asked to stop meanwhile.
-async fn pause(shutdown: &mut tokio::sync::watch::Receiver<bool>, d: Duration) -> bool {
-    tokio::select! {
-        _ = tokio::time::sleep(d) => false,
-        _ = shutdown.changed() => true,
     }
 }

@@ -72,14 +72,7 @@ impl TestServer {
     ) -> TestServer {
         tls_provider();
         let dir = tempfile::tempdir().unwrap();
-        let (store, pg) = match backend {
-            Backend::Sqlite => (Store::open_sqlite(dir.path()).await.unwrap(), None),
-            Backend::Postgres => {
-                let url = postgres_url().expect("NIGEHBAN_TEST_PG");
-                let db = FreshDatabase::create(&url).await.unwrap();
-                (Store::open_postgres(&db.url).await.unwrap(), Some(db))
-            }
-        };
+        let (store, pg) = open_store(backend, dir.path()).await;
         let state = AppState::new(store, config);
         let mut stop_detection = None;
         if let Some((mc, rules, detect)) = monitoring {
@@ -140,6 +133,18 @@ impl TestServer {
         self.state.store.close().await;
         if let Some(db) = self.pg.take() {
             db.drop_now().await.unwrap();
+        }
+    }
+}
+
+/// A fresh store: SQLite in `dir`, or a new PostgreSQL database (drop it when done).
+pub async fn open_store(backend: Backend, dir: &std::path::Path) -> (Store, Option<FreshDatabase>) {
+    match backend {
+        Backend::Sqlite => (Store::open_sqlite(dir).await.unwrap(), None),
+        Backend::Postgres => {
+            let url = postgres_url().expect("NIGEHBAN_TEST_PG");
+            let db = FreshDatabase::create(&url).await.unwrap();
+            (Store::open_postgres(&db.url).await.unwrap(), Some(db))
         }
     }
 }

@@ -13,11 +13,9 @@ use nigehban_bus::{Bus, BusConfig, InProcessBus};
 use nigehban_policy::{OrgKind, Role};
 use nigehban_server::monitor::{Monitor, MonitorConfig, Node};
 use nigehban_server::{AppState, ServerConfig};
-use nigehban_store::Store;
-use nigehban_store::testing::{FreshDatabase, postgres_url};
 use serde_json::Value;
 
-use crate::common::{Backend, TestServer, backends, client, org, token};
+use crate::common::{Backend, TestServer, backends, client, open_store, org, token};
 
 const RULES: &str = r#"
 title: Failed log-on (scale-out test)
@@ -70,16 +68,6 @@ fn events(org_index: usize) -> Vec<String> {
         }
     }
     out
-}
-
-async fn open(backend: Backend, dir: &std::path::Path) -> (Store, Option<FreshDatabase>) {
-    match backend {
-        Backend::Sqlite => (Store::open_sqlite(dir).await.unwrap(), None),
-        Backend::Postgres => {
-            let db = FreshDatabase::create(&postgres_url().unwrap()).await.unwrap();
-            (Store::open_postgres(&db.url).await.unwrap(), Some(db))
-        }
-    }
 }
 
 async fn serve(state: Arc<AppState>) -> (String, tokio::sync::oneshot::Sender<()>) {
@@ -235,7 +223,7 @@ async fn two_detection_nodes_share_the_log_and_one_dying_loses_nothing() {
         assert!(expected.keys().any(|k| k.1.ends_with("8e02")), "no correlation alert in the reference");
 
         let dir = tempfile::tempdir().unwrap();
-        let (store, pg) = open(backend, dir.path()).await;
+        let (store, pg) = open_store(backend, dir.path()).await;
         let n = org(&store, OrgKind::National, "ncert", &[]).await;
         let p = org(&store, OrgKind::ProvincialCert, "pcert", &[n]).await;
         let mut names = BTreeMap::new();

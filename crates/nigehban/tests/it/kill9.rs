@@ -3,8 +3,7 @@
 //! Runs when `NIGEHBAN_TEST_KILL9` is set (`.ci/run` sets it): it takes about a minute.
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,33 +13,15 @@ use std::time::{Duration, Instant};
 use nigehban_policy::{OrgKind, Role};
 use nigehban_store::{Actor, NewOrg, NewToken, OrgProfile, Store};
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
+use crate::net::{free_port, request};
 
-/// One HTTP/1.1 request; `None` when the connection fails at any point (the server was killed).
 fn post(port: u16, path: &str, token: &str, body: &str) -> Option<(u16, String)> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(20))).ok()?;
-    let req = format!(
-        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nAuthorization: Bearer {token}\r\n\
-         Content-Type: application/x-ndjson\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    let status = out.split_whitespace().nth(1)?.parse().ok()?;
-    Some((status, out.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default()))
+    request(port, "POST", path, Some(token), "application/x-ndjson", body)
 }
 
+/// The body of a 200 answer.
 fn get(port: u16, path: &str) -> Option<String> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").as_bytes()).ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    out.starts_with("HTTP/1.1 200").then(|| out.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default())
+    request(port, "GET", path, None, "text/plain", "").and_then(|(status, body)| (status == 200).then_some(body))
 }
 
 fn start(data: &Path, port: u16) -> Child {

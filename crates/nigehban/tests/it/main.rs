@@ -4,4 +4,5 @@ mod cli;
 mod ingest;
 mod kill9;
 mod multinode;
+mod net;
 mod server;

@@ -5,8 +5,7 @@
 //! and `NIGEHBAN_TEST_NATS` are set (`.ci/run` sets both).
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -14,6 +13,8 @@ use nigehban_policy::{OrgKind, Role};
 use nigehban_store::testing::FreshDatabase;
 use nigehban_store::{Actor, NewOrg, NewToken, OrgProfile, Store};
 use serde_json::Value;
+
+use crate::net::{free_port, request};
 
 const RULES: &str = r#"
 title: Failed log-on (multi-node test)
@@ -81,29 +82,9 @@ fn tick(org: usize) -> String {
     .to_string()
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// One HTTP/1.1 request; `None` when the connection fails.
+/// One request with an NDJSON body (or none).
 fn http(port: u16, method: &str, path: &str, token: Option<&str>, body: &str) -> Option<(u16, String)> {
     request(port, method, path, token, "application/x-ndjson", body)
-}
-
-fn request(port: u16, method: &str, path: &str, token: Option<&str>, ctype: &str, body: &str) -> Option<(u16, String)> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
-    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
-    let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n{auth}\
-         Content-Type: {ctype}\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    let status = out.split_whitespace().nth(1)?.parse().ok()?;
-    Some((status, out.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default()))
 }
 
 /// The processes of a run, killed when it ends (also when an assertion fails).
