@@ -245,6 +245,28 @@ pub struct CursorUpdate<'a> {
     pub fence: Option<crate::scaleout::Fence<'a>>,
 }
 
+/// The id SQLite gave the last row an INSERT wrote (none on PostgreSQL, whose inserts of events
+/// say their ids with `RETURNING`).
+trait LastInsertId {
+    fn last_insert_id(&self) -> Option<i64>;
+}
+
+impl LastInsertId for sqlx::sqlite::SqliteQueryResult {
+    fn last_insert_id(&self) -> Option<i64> {
+        Some(self.last_insert_rowid())
+    }
+}
+
+impl LastInsertId for sqlx::postgres::PgQueryResult {
+    fn last_insert_id(&self) -> Option<i64> {
+        None
+    }
+}
+
+fn sqlite_last_id(done: &impl LastInsertId) -> Option<i64> {
+    done.last_insert_id()
+}
+
 /// Rows per INSERT statement (9 values each: within SQLite's and PostgreSQL's bind limits).
 const EVENT_ROWS_PER_INSERT: usize = 2_000;
 
@@ -253,10 +275,20 @@ impl Store {
     /// last. With a `batch_key` (the bus message that carried them), a batch already stored is
     /// not stored again: `Ok(None)`.
     pub async fn append_events(&self, events: &[NewEvent], batch_key: Option<&str>) -> Result<Option<(i64, i64)>> {
+        self.append_events_at(events, batch_key, now_micros()).await
+    }
+
+    /// [`Store::append_events`] with the time of receipt (µs) given by the caller, who hands
+    /// the stored batch on as it was stored.
+    pub async fn append_events_at(
+        &self,
+        events: &[NewEvent],
+        batch_key: Option<&str>,
+        now: i64,
+    ) -> Result<Option<(i64, i64)>> {
         if events.is_empty() {
             return Ok(Some((0, 0)));
         }
-        let now = now_micros();
         on_write!(self, pool, d => {
             let mut tx = pool.begin().await?;
             if d == crate::Dialect::Postgres {
@@ -291,6 +323,17 @@ impl Store {
                         .push_bind(&e.host)
                         .push_bind(&e.record);
                 });
+                if d == crate::Dialect::Sqlite {
+                    // The only writer, one statement: SQLite gives the rows consecutive ids
+                    // ending at the last one inserted (no id per row to hand back).
+                    let done = qb.build().execute(&mut *tx).await?;
+                    let (Some(rows), Some(id)) = (i64::try_from(chunk.len()).ok(), sqlite_last_id(&done)) else {
+                        return Err(StoreError::Corrupt("an insert of events returned no ids".into()));
+                    };
+                    first.get_or_insert(id - rows + 1);
+                    last = last.max(id);
+                    continue;
+                }
                 qb.push(" RETURNING id");
                 let ids: Vec<(i64,)> = qb.build_query_as().fetch_all(&mut *tx).await?;
                 for (id,) in ids {

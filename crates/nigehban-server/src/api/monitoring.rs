@@ -134,7 +134,8 @@ pub(crate) async fn ingest(
     if parsed.rejected > 0 {
         monitor.metrics.records_rejected.fetch_add(parsed.rejected, std::sync::atomic::Ordering::Relaxed);
     }
-    match monitor.store(&parsed.events).await {
+    let mut parsed = parsed;
+    match monitor.store_parsed(&parsed.events, &mut parsed.parsed).await {
         Ok(_) => {}
         Err(IngestRefusal::Busy(why)) => {
             let mut resp =

@@ -110,16 +110,24 @@ pub(crate) async fn run(monitor: Arc<Monitor>, mut shutdown: tokio::sync::watch:
         if *shutdown.borrow() {
             break;
         }
-        let batch = match monitor.store.events_after(cursor, monitor.config.detect_batch).await {
-            Ok(b) => b,
-            Err(e) => {
-                tracing::error!(message = "Detection could not read the event log; retrying.", error = %e);
-                monitor.metrics.detect_errors.fetch_add(1, Ordering::Relaxed);
-                pause(&mut shutdown, Duration::from_secs(1)).await;
-                continue;
+        // What ingest handed over as it stored it, when it follows on from the cursor; else
+        // the log read back (after a restart, or when the hand-over was full or raced).
+        let batch = match monitor.fresh.take(cursor, monitor.config.detect_batch as usize) {
+            Taken::Events(events) => Batch::Fresh(events),
+            Taken::Gap(next) => {
+                let limit = u32::try_from(next.saturating_sub(cursor + 1)).unwrap_or(u32::MAX);
+                match monitor.store.events_after(cursor, limit.min(monitor.config.detect_batch)).await {
+                    Ok(b) => Batch::Stored(b),
+                    Err(e) => {
+                        tracing::error!(message = "Detection could not read the event log; retrying.", error = %e);
+                        monitor.metrics.detect_errors.fetch_add(1, Ordering::Relaxed);
+                        pause(&mut shutdown, Duration::from_secs(1)).await;
+                        continue;
+                    }
+                }
             }
         };
-        let Some(last) = batch.last().map(|e| e.id) else {
+        let Some(last) = batch.last_id() else {
             tokio::select! {
                 _ = monitor.arrivals.notified() => {}
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}
@@ -130,9 +138,13 @@ pub(crate) async fn run(monitor: Arc<Monitor>, mut shutdown: tokio::sync::watch:
         let m = monitor.clone();
         let count = batch.len() as u64;
         // The streams go to the blocking thread and come back with the result; should the
-        // commit fail, the batch is detected again from the state saved with the last commit.
+        // commit fail, the batch is detected again (from the log) from the state saved with
+        // the last commit.
         let result = tokio::task::spawn_blocking(move || {
-            let hits = detect_batch(&m.detectors, &m.config, &batch, &mut streams);
+            let hits = match batch {
+                Batch::Fresh(mut events) => detect_batch(&m.detectors, &m.config, &mut events, &mut streams),
+                Batch::Stored(mut events) => detect_batch(&m.detectors, &m.config, &mut events, &mut streams),
+            };
             let saved = streams.save();
             (hits, saved, streams)
         })
@@ -170,6 +182,190 @@ pub(crate) async fn run(monitor: Arc<Monitor>, mut shutdown: tokio::sync::watch:
     tracing::info!(message = "Detection stopped.", position = cursor);
 }
 
+/// An event of the log as detection takes it: read back from the store, or handed over by
+/// ingest as it was parsed and stored (the embedded mode's path when detection keeps up).
+pub(crate) trait LogEvent: Send {
+    /// Its position in the event log.
+    fn id(&self) -> i64;
+    fn org(&self) -> Uuid;
+    /// Its marking; `None` when the stored marking cannot be read.
+    fn tlp(&self) -> Option<Tlp>;
+    /// Event time, µs.
+    fn ts(&self) -> Option<i64>;
+    /// When it was stored, µs.
+    fn received_at(&self) -> i64;
+    /// The source it came from.
+    fn source(&self) -> &str;
+    /// The normalized event (decoded, or taken: asked once); `source` is the shared source to
+    /// give a decoded event.
+    fn take_event(&mut self, source: Arc<Source>) -> Result<nigehban_event::Event, String>;
+}
+
+impl LogEvent for StoredEvent {
+    fn id(&self) -> i64 {
+        self.id
+    }
+    fn org(&self) -> Uuid {
+        self.org_id
+    }
+    fn tlp(&self) -> Option<Tlp> {
+        StoredEvent::tlp(self).ok()
+    }
+    fn ts(&self) -> Option<i64> {
+        self.ts
+    }
+    fn received_at(&self) -> i64 {
+        self.received_at
+    }
+    fn source(&self) -> &str {
+        &self.source
+    }
+    fn take_event(&mut self, source: Arc<Source>) -> Result<nigehban_event::Event, String> {
+        codec::decode(&self.record, source).map_err(|e| e.to_string())
+    }
+}
+
+/// An event ingest has just stored, handed to detection as parsed (no read back, no decoding).
+pub(crate) struct FreshEvent {
+    pub(crate) id: i64,
+    pub(crate) org: Uuid,
+    pub(crate) tlp: Tlp,
+    pub(crate) ts: Option<i64>,
+    pub(crate) received_at: i64,
+    pub(crate) source: Arc<Source>,
+    pub(crate) event: Option<Box<nigehban_event::Event>>,
+}
+
+impl FreshEvent {
+    /// About how much memory it holds (for the bound on what waits in memory).
+    pub(crate) fn weight(&self) -> usize {
+        self.event.as_ref().map_or(0, |e| 2 * e.raw.len() + 48 * e.fields().len()) + 256
+    }
+}
+
+impl LogEvent for FreshEvent {
+    fn id(&self) -> i64 {
+        self.id
+    }
+    fn org(&self) -> Uuid {
+        self.org
+    }
+    fn tlp(&self) -> Option<Tlp> {
+        Some(self.tlp)
+    }
+    fn ts(&self) -> Option<i64> {
+        self.ts
+    }
+    fn received_at(&self) -> i64 {
+        self.received_at
+    }
+    fn source(&self) -> &str {
+        &self.source.name
+    }
+    fn take_event(&mut self, _: Arc<Source>) -> Result<nigehban_event::Event, String> {
+        self.event.take().map(|e| *e).ok_or_else(|| "the event was already detected".to_owned())
+    }
+}
+
+/// A batch for the embedded worker.
+enum Batch {
+    Fresh(Vec<FreshEvent>),
+    Stored(Vec<StoredEvent>),
+}
+
+impl Batch {
+    fn last_id(&self) -> Option<i64> {
+        match self {
+            Batch::Fresh(e) => e.last().map(|e| e.id),
+            Batch::Stored(e) => e.last().map(|e| e.id),
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Batch::Fresh(e) => e.len(),
+            Batch::Stored(e) => e.len(),
+        }
+    }
+}
+
+/// What [`Fresh::take`] found.
+pub(crate) enum Taken {
+    /// Events that follow on from the cursor, in log order.
+    Events(Vec<FreshEvent>),
+    /// Nothing that follows on: the log must be read up to (not including) this id
+    /// (`i64::MAX`: as far as it goes).
+    Gap(i64),
+}
+
+/// Batches ingest has stored and handed to the embedded detection worker, by their first log
+/// id, within a bound on the memory they hold (beyond it, detection reads the log back).
+pub(crate) struct Fresh {
+    inner: std::sync::Mutex<FreshInner>,
+    max_weight: usize,
+}
+
+#[derive(Default)]
+struct FreshInner {
+    batches: BTreeMap<i64, (usize, Vec<FreshEvent>)>,
+    weight: usize,
+}
+
+impl Fresh {
+    pub(crate) fn new(max_weight: usize) -> Fresh {
+        Fresh { inner: std::sync::Mutex::new(FreshInner::default()), max_weight }
+    }
+
+    /// Hands over a stored batch (consecutive ids); dropped when the bound is reached.
+    pub(crate) fn put(&self, events: Vec<FreshEvent>) {
+        let Some(first) = events.first().map(|e| e.id) else { return };
+        let weight: usize = events.iter().map(FreshEvent::weight).sum();
+        let Ok(mut inner) = self.inner.lock() else { return };
+        if inner.weight + weight > self.max_weight {
+            return;
+        }
+        inner.weight += weight;
+        inner.batches.insert(first, (weight, events));
+    }
+
+    /// The handed-over events right after `cursor`, at most `limit` (whole batches, or at
+    /// least one); what lies at or before the cursor is dropped (the log was read instead).
+    pub(crate) fn take(&self, cursor: i64, limit: usize) -> Taken {
+        let Ok(mut inner) = self.inner.lock() else { return Taken::Gap(i64::MAX) };
+        let inner = &mut *inner;
+        let mut out: Vec<FreshEvent> = Vec::new();
+        let mut next = cursor + 1;
+        while let Some(entry) = inner.batches.first_entry() {
+            let first = *entry.key();
+            let (weight, events) = entry.get();
+            let last = events.last().map_or(i64::MIN, |e| e.id);
+            if last < next {
+                inner.weight -= *weight;
+                entry.remove();
+                continue;
+            }
+            if first > next || (!out.is_empty() && out.len() + events.len() > limit) {
+                break;
+            }
+            // A batch partly read from the log already: its rest.
+            let skip = events.iter().take_while(|e| e.id < next).count();
+            let (weight, mut events) = entry.remove();
+            inner.weight -= weight;
+            if out.is_empty() && skip == 0 {
+                out = events;
+            } else {
+                out.extend(events.drain(skip..));
+            }
+            next = last + 1;
+        }
+        if out.is_empty() {
+            Taken::Gap(inner.batches.first_key_value().map_or(i64::MAX, |(k, _)| *k))
+        } else {
+            Taken::Events(out)
+        }
+    }
+}
+
 /// What one chunk of a batch gives: its per-event hits, and the observations for the streams
 /// with the organisation they belong to.
 type ChunkFindings = (Vec<AlertHit>, Vec<(Uuid, Observation)>);
@@ -187,17 +383,17 @@ pub(crate) struct Origin<'a> {
 
 /// Runs the detectors over a batch: per-event detection on every core, then each
 /// organisation's stream in event-time order. Returns one hit per detection.
-pub(crate) fn detect_batch(
+pub(crate) fn detect_batch<E: LogEvent>(
     detectors: &DetectorSet,
     config: &MonitorConfig,
-    batch: &[StoredEvent],
+    batch: &mut [E],
     streams: &mut Streams,
 ) -> Vec<AlertHit> {
     let window = dedup_micros(config);
     let lateness = i64::try_from(config.lateness.as_micros()).unwrap_or(i64::MAX);
     let default_tlp = config.default_tlp;
     let parts: Vec<ChunkFindings> = batch
-        .par_chunks(256)
+        .par_chunks_mut(256)
         .map(|chunk| {
             let mut hits = Vec::new();
             let mut observations = Vec::new();
@@ -205,40 +401,41 @@ pub(crate) fn detect_batch(
             // Events of a batch mostly come in runs from one source: share its names along a run.
             let mut current: Option<(Uuid, Arc<Source>, Arc<str>)> = None;
             for stored in chunk {
+                let org = stored.org();
                 let (source, name) = match &current {
-                    Some((org, s, n)) if *org == stored.org_id && s.name == stored.source => (s.clone(), n.clone()),
+                    Some((o, s, n)) if *o == org && s.name == stored.source() => (s.clone(), n.clone()),
                     _ => {
-                        let s = Arc::new(Source { name: stored.source.clone(), organisation: Some(stored.org_id.to_string()) });
-                        let n: Arc<str> = Arc::from(stored.source.as_str());
-                        current = Some((stored.org_id, s.clone(), n.clone()));
+                        let s = Arc::new(Source { name: stored.source().to_owned(), organisation: Some(org.to_string()) });
+                        let n: Arc<str> = Arc::from(stored.source());
+                        current = Some((org, s.clone(), n.clone()));
                         (s, n)
                     }
                 };
-                let mut event = match codec::decode(&stored.record, source) {
+                let mut event = match stored.take_event(source) {
                     Ok(e) => e,
                     Err(e) => {
-                        tracing::error!(message = "A stored event could not be decoded; it is not detected.", id = stored.id, error = %e);
+                        tracing::error!(message = "A stored event could not be decoded; it is not detected.", id = stored.id(), error = %e);
                         continue;
                     }
                 };
                 let position = event.position.to_string();
                 // Streams take events with the same source, position and time for one event: the
                 // log position tells every stored event apart.
-                event.position = Position::Offset(u64::try_from(stored.id).unwrap_or_default());
+                event.position = Position::Offset(u64::try_from(stored.id()).unwrap_or_default());
                 let tlp = stored.tlp().unwrap_or(default_tlp);
                 detectors.detect(&event, &name, &mut findings);
                 let origin = Origin {
-                    org: stored.org_id,
-                    event_id: Some(stored.id),
-                    source: &stored.source,
-                    ts: stored.ts,
-                    received_at: stored.received_at,
+                    org,
+                    event_id: Some(stored.id()),
+                    source: stored.source(),
+                    ts: stored.ts(),
+                    received_at: stored.received_at(),
                     position,
                 };
                 for d in findings.detections.drain(..) {
                     hits.push(hit(&origin, tlp, &d, window));
                 }
-                observations.extend(findings.observations.drain(..).map(|o| (stored.org_id, o)));
+                observations.extend(findings.observations.drain(..).map(|o| (org, o)));
             }
             (hits, observations)
         })
@@ -253,9 +450,9 @@ pub(crate) fn detect_batch(
     }
     // Each organisation's newest event time and strictest marking in this batch.
     let mut newest: HashMap<Uuid, (i64, Tlp)> = HashMap::new();
-    for e in batch {
-        let entry = newest.entry(e.org_id).or_insert((i64::MIN, default_tlp));
-        entry.0 = entry.0.max(e.ts.unwrap_or(e.received_at));
+    for e in batch.iter() {
+        let entry = newest.entry(e.org()).or_insert((i64::MIN, default_tlp));
+        entry.0 = entry.0.max(e.ts().unwrap_or(e.received_at()));
         entry.1 = entry.1.max(e.tlp().unwrap_or(default_tlp));
     }
     for (org, (time, tlp)) in newest {
@@ -364,5 +561,70 @@ pub(crate) fn hit(origin: &Origin<'_>, tlp: Tlp, d: &Detection, window: i64) -> 
             position: origin.position.clone(),
             fields: serde_json::Value::Object(fields).to_string(),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use nigehban_event::{Event, Product};
+
+    use super::*;
+
+    fn batch(ids: std::ops::RangeInclusive<i64>) -> Vec<FreshEvent> {
+        let source = Source::file("test");
+        ids.map(|id| FreshEvent {
+            id,
+            org: Uuid::nil(),
+            tlp: Tlp::Green,
+            ts: None,
+            received_at: 0,
+            source: source.clone(),
+            event: Some(Box::new(Event::new(source.clone(), Position::Line(1), Product::Other, "json"))),
+        })
+        .collect()
+    }
+
+    fn ids(t: Taken) -> Result<Vec<i64>, i64> {
+        match t {
+            Taken::Events(e) => Ok(e.iter().map(|e| e.id).collect()),
+            Taken::Gap(next) => Err(next),
+        }
+    }
+
+    #[test]
+    fn hands_over_what_follows_on_from_the_cursor() {
+        let fresh = Fresh::new(1 << 20);
+        assert_eq!(ids(fresh.take(0, 100)), Err(i64::MAX), "nothing handed over: read the log");
+        // Stored in one order, handed over in another.
+        fresh.put(batch(4..=6));
+        assert_eq!(ids(fresh.take(0, 100)), Err(4), "ids 1..=3 are only in the log");
+        fresh.put(batch(1..=3));
+        fresh.put(batch(7..=9));
+        // Whole batches up to the limit (at least one).
+        assert_eq!(ids(fresh.take(0, 5)), Ok(vec![1, 2, 3]));
+        assert_eq!(ids(fresh.take(3, 100)), Ok(vec![4, 5, 6, 7, 8, 9]));
+        assert_eq!(ids(fresh.take(9, 100)), Err(i64::MAX));
+    }
+
+    #[test]
+    fn drops_what_the_log_gave_already_and_keeps_the_rest_of_a_batch() {
+        let fresh = Fresh::new(1 << 20);
+        fresh.put(batch(1..=3));
+        fresh.put(batch(4..=8));
+        // Detection read the log up to 5 meanwhile.
+        assert_eq!(ids(fresh.take(5, 100)), Ok(vec![6, 7, 8]));
+        assert_eq!(fresh.inner.lock().unwrap().weight, 0, "what was passed is dropped");
+    }
+
+    #[test]
+    fn holds_no_more_than_its_bound() {
+        let one = batch(1..=1)[0].weight();
+        let fresh = Fresh::new(3 * one);
+        fresh.put(batch(1..=2));
+        fresh.put(batch(3..=4));
+        assert_eq!(ids(fresh.take(0, 100)), Ok(vec![1, 2]), "the second batch was over the bound");
+        assert_eq!(ids(fresh.take(2, 100)), Err(i64::MAX));
+        fresh.put(batch(3..=4));
+        assert_eq!(ids(fresh.take(2, 100)), Ok(vec![3, 4]));
     }
 }

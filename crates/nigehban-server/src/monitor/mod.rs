@@ -156,6 +156,10 @@ pub(crate) struct MonitorMetrics {
     pub(crate) leases_lost: AtomicU64,
 }
 
+/// About how many bytes of parsed events ingest may hand to the embedded detection worker
+/// before it reads the log back instead (when detection is behind).
+const FRESH_MAX_BYTES: usize = 96 << 20;
+
 /// Live monitoring's shared state.
 pub struct Monitor {
     pub(crate) config: MonitorConfig,
@@ -179,6 +183,8 @@ pub struct Monitor {
     pub(crate) bus_fill: std::sync::Mutex<Option<(std::time::Instant, f64)>>,
     /// The retro-hunts this process runs.
     pub(crate) retrohunts: retro::Running,
+    /// Embedded mode: batches just stored, handed to the detection worker as parsed.
+    pub(crate) fresh: detect::Fresh,
 }
 
 impl std::fmt::Debug for Monitor {
@@ -232,6 +238,7 @@ impl Monitor {
             node,
             backlog_estimate: AtomicI64::new(0),
             bus_fill: std::sync::Mutex::new(None),
+            fresh: detect::Fresh::new(FRESH_MAX_BYTES),
         }))
     }
 
@@ -261,6 +268,17 @@ impl Monitor {
     /// Stores parsed events durably; returns the ids of the first and last. Refuses (without
     /// storing anything) when detection is too far behind or writes wait too long.
     pub async fn store(&self, events: &[NewEvent]) -> Result<(i64, i64), IngestRefusal> {
+        self.store_parsed(events, &mut Vec::new()).await
+    }
+
+    /// [`Monitor::store`], with the events as parsed (`parsed[i]` is `events[i]` before
+    /// encoding, or `parsed` is empty): once stored, the embedded mode hands them to detection
+    /// as they are (taking them out of `parsed`), so that it need not read them back.
+    pub(crate) async fn store_parsed(
+        &self,
+        events: &[NewEvent],
+        parsed: &mut Vec<Box<nigehban_event::Event>>,
+    ) -> Result<(i64, i64), IngestRefusal> {
         if events.is_empty() {
             return Ok((0, 0));
         }
@@ -276,7 +294,24 @@ impl Monitor {
             self.metrics.pushed_back.fetch_add(1, Ordering::Relaxed);
             return Err(IngestRefusal::Busy("too many writes in flight".into()));
         };
-        let (first, last) = self.store.append_events(events, None).await?.unwrap_or((0, 0));
+        let received_at = jiff::Timestamp::now().as_microsecond();
+        let (first, last) = self.store.append_events_at(events, None, received_at).await?.unwrap_or((0, 0));
+        if parsed.len() == events.len() && usize::try_from(last - first + 1).ok() == Some(events.len()) {
+            let fresh = (first..=last)
+                .zip(events)
+                .zip(parsed.drain(..))
+                .map(|((id, e), event)| detect::FreshEvent {
+                    id,
+                    org: e.org,
+                    tlp: e.tlp,
+                    ts: e.ts,
+                    received_at,
+                    source: event.source.clone(),
+                    event: Some(event),
+                })
+                .collect();
+            self.fresh.put(fresh);
+        }
         self.stored.fetch_max(last, Ordering::Relaxed);
         self.metrics.events_stored.fetch_add(events.len() as u64, Ordering::Relaxed);
         self.arrivals.notify_one();

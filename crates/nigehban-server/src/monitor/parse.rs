@@ -29,6 +29,8 @@ pub struct RecordError {
 #[derive(Debug, Default)]
 pub(crate) struct Parsed {
     pub events: Vec<NewEvent>,
+    /// The same events before encoding (for detection, see `Monitor::store_parsed`).
+    pub parsed: Vec<Box<Event>>,
     pub rejected: u64,
     pub errors: Vec<RecordError>,
     pub format: Option<&'static str>,
@@ -79,7 +81,10 @@ pub(crate) fn parse(body: &[u8], format: Option<&str>, target: &Target<'_>) -> R
     let mut parsed = Parsed { format: Some(format.name()), ..Parsed::default() };
     for item in items {
         match item {
-            Item::Event(e) => parsed.events.push(new_event(&e, target)),
+            Item::Event(e) => {
+                parsed.events.push(new_event(&e, target));
+                parsed.parsed.push(e);
+            }
             Item::Diagnostic(d) => {
                 parsed.rejected += 1;
                 if parsed.errors.len() < MAX_ERRORS {

@@ -482,7 +482,7 @@ impl Job {
         loop {
             self.stop_if_cancelled()?;
             let read = RetroHuntRead { org, from: self.from, to: self.to, after, limit: PAGE };
-            let (events, next) = self.monitor.store.retrohunt_events(&self.who, &self.tree, &read).await?;
+            let (mut events, next) = self.monitor.store.retrohunt_events(&self.who, &self.tree, &read).await?;
             for e in &events {
                 let tlp = e.tlp().unwrap_or(config.default_tlp);
                 strictest = Some(strictest.map_or(tlp, |s| s.max(tlp)));
@@ -492,7 +492,7 @@ impl Job {
                 let detectors = self.detectors.clone();
                 let monitor = self.monitor.clone();
                 let (hits, back) = tokio::task::spawn_blocking(move || {
-                    let hits = detect::detect_batch(&detectors, &monitor.config, &events, &mut streams);
+                    let hits = detect::detect_batch(&detectors, &monitor.config, &mut events, &mut streams);
                     (hits, streams)
                 })
                 .await

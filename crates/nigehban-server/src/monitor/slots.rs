@@ -137,13 +137,13 @@ async fn detect_slot(
     slot: i16,
 ) -> Result<bool, StoreError> {
     let Some(h) = held.get_mut(&slot) else { return Ok(false) };
-    let batch = monitor.store.events_after_in_slot(slot, h.cursor, monitor.config.detect_batch).await?;
+    let mut batch = monitor.store.events_after_in_slot(slot, h.cursor, monitor.config.detect_batch).await?;
     let Some(last) = batch.last().map(|e| e.id) else { return Ok(false) };
     let count = batch.len() as u64;
     let mut streams = std::mem::replace(&mut h.streams, Streams::new());
     let m = monitor.clone();
     let result = tokio::task::spawn_blocking(move || {
-        let hits = detect_batch(&m.detectors, &m.config, &batch, &mut streams);
+        let hits = detect_batch(&m.detectors, &m.config, &mut batch, &mut streams);
         let saved = streams.save();
         (hits, saved, streams)
     })
