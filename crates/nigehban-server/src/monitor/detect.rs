@@ -117,7 +117,10 @@ pub(crate) async fn run(monitor: Arc<Monitor>, mut shutdown: tokio::sync::watch:
             Taken::Gap(next) => {
                 let limit = u32::try_from(next.saturating_sub(cursor + 1)).unwrap_or(u32::MAX);
                 match monitor.store.events_after(cursor, limit.min(monitor.config.detect_batch)).await {
-                    Ok(b) => Batch::Stored(b),
+                    Ok(b) => {
+                        monitor.metrics.events_read_back.fetch_add(b.len() as u64, Ordering::Relaxed);
+                        Batch::Stored(b)
+                    }
                     Err(e) => {
                         tracing::error!(message = "Detection could not read the event log; retrying.", error = %e);
                         monitor.metrics.detect_errors.fetch_add(1, Ordering::Relaxed);

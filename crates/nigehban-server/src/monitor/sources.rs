@@ -90,8 +90,9 @@ async fn handle(monitor: Arc<Monitor>, orgs: OrgCache, batch: RawBatch) {
         }
         // Sources wait for their acknowledgement; a busy store makes them wait longer
         // (their senders are pushed back), it never makes them drop.
+        let mut parsed = parsed;
         loop {
-            match monitor.store(&parsed.events).await {
+            match monitor.store_parsed(&parsed.events, &mut parsed.parsed).await {
                 Ok(_) => return Ok(()),
                 Err(IngestRefusal::Busy(_)) => tokio::time::sleep(Duration::from_millis(200)).await,
                 Err(IngestRefusal::Rejected(why)) => return Err(why),
