@@ -11,6 +11,11 @@ pub mod api;
 pub mod auth;
 pub mod demo;
 mod error;
+/// The bus batch codec, for the fuzz targets (`fuzz/`); not a stable interface.
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use crate::monitor::batch::{Batch, BatchError, decode, encode};
+}
 mod metrics;
 pub mod monitor;
 pub mod openapi;

@@ -18,15 +18,15 @@ const HEADER: usize = 4 + 16 + 16 + 4;
 
 /// A batch read back from a message.
 #[derive(Debug)]
-pub(crate) struct Batch {
-    pub(crate) key: Uuid,
-    pub(crate) org: Uuid,
-    pub(crate) events: Vec<NewEvent>,
+pub struct Batch {
+    pub key: Uuid,
+    pub org: Uuid,
+    pub events: Vec<NewEvent>,
 }
 
 /// Why a message could not be read.
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum BatchError {
+pub enum BatchError {
     #[error("not an event batch (the message does not start with NGB1)")]
     Magic,
     #[error("the message ends inside event {0}")]
@@ -87,7 +87,7 @@ fn put_opt(out: &mut Vec<u8>, s: &Option<String>) {
 }
 
 /// The message for a batch of `org`'s events.
-pub(crate) fn encode(key: Uuid, org: Uuid, events: &[NewEvent]) -> Vec<u8> {
+pub fn encode(key: Uuid, org: Uuid, events: &[NewEvent]) -> Vec<u8> {
     let mut out = Vec::with_capacity(HEADER + events.iter().map(encoded_len).sum::<usize>());
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(key.as_bytes());
@@ -155,7 +155,7 @@ impl<'a> Reader<'a> {
 }
 
 /// Reads a message back.
-pub(crate) fn decode(bytes: &[u8]) -> Result<Batch, BatchError> {
+pub fn decode(bytes: &[u8]) -> Result<Batch, BatchError> {
     let mut r = Reader { rest: bytes, index: 0 };
     if r.take(4).map_err(|_| BatchError::Magic)? != MAGIC {
         return Err(BatchError::Magic);
