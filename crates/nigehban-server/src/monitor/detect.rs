@@ -236,7 +236,7 @@ pub(crate) struct FreshEvent {
     pub(crate) ts: Option<i64>,
     pub(crate) received_at: i64,
     pub(crate) source: Arc<Source>,
-    pub(crate) event: Option<Box<nigehban_event::Event>>,
+    pub(crate) event: Option<nigehban_event::Event>,
 }
 
 impl FreshEvent {
@@ -266,7 +266,7 @@ impl LogEvent for FreshEvent {
         &self.source.name
     }
     fn take_event(&mut self, _: Arc<Source>) -> Result<nigehban_event::Event, String> {
-        self.event.take().map(|e| *e).ok_or_else(|| "the event was already detected".to_owned())
+        self.event.take().ok_or_else(|| "the event was already detected".to_owned())
     }
 }
 
@@ -582,7 +582,7 @@ mod tests {
             ts: None,
             received_at: 0,
             source: source.clone(),
-            event: Some(Box::new(Event::new(source.clone(), Position::Line(1), Product::Other, "json"))),
+            event: Some(Event::new(source.clone(), Position::Line(1), Product::Other, "json")),
         })
         .collect()
     }

@@ -278,7 +278,7 @@ impl Monitor {
     pub(crate) async fn store_parsed(
         &self,
         events: &[NewEvent],
-        parsed: &mut Vec<Box<nigehban_event::Event>>,
+        parsed: &mut Vec<nigehban_event::Event>,
     ) -> Result<(i64, i64), IngestRefusal> {
         if events.is_empty() {
             return Ok((0, 0));

@@ -30,7 +30,7 @@ pub struct RecordError {
 pub(crate) struct Parsed {
     pub events: Vec<NewEvent>,
     /// The same events before encoding (for detection, see `Monitor::store_parsed`).
-    pub parsed: Vec<Box<Event>>,
+    pub parsed: Vec<Event>,
     pub rejected: u64,
     pub errors: Vec<RecordError>,
     pub format: Option<&'static str>,
@@ -83,7 +83,7 @@ pub(crate) fn parse(body: &[u8], format: Option<&str>, target: &Target<'_>) -> R
         match item {
             Item::Event(e) => {
                 parsed.events.push(new_event(&e, target));
-                parsed.parsed.push(e);
+                parsed.parsed.push(*e);
             }
             Item::Diagnostic(d) => {
                 parsed.rejected += 1;
