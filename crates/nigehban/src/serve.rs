@@ -87,7 +87,7 @@ pub struct ServeArgs {
     /// national_cert_name, roles, node_name, `bus` (url, prefix, max_messages, max_bytes,
     /// max_age_hours, ack_wait_seconds), and `monitoring` (rules, indicators, warninglists, default_tlp,
     /// max_backlog, dedup_minutes, retention_days, retention_by_org, lateness_seconds,
-    /// detect_lease_seconds, max_retrohunts, `notify` (smtp, webhook, org_webhooks, min_level, public_url, parent_certs…), and `ingest`: syslog_udp, syslog_tcp, syslog_tls, watch, orgs).
+    /// detect_lease_seconds, max_retrohunts, cert_rules, `notify` (smtp, webhook, org_webhooks, min_level, public_url, parent_certs…), and `ingest`: syslog_udp, syslog_tcp, syslog_tls, watch, orgs).
     #[arg(long, env = "NIGEHBAN_CONFIG")]
     pub config: Option<PathBuf>,
 }
@@ -130,6 +130,12 @@ pub struct MonitoringFile {
     /// Alert notifications by e-mail (SMTP) and webhook.
     #[serde(default)]
     pub notify: Option<nigehban_server::monitor::notify::NotifyConfig>,
+    /// Rules owned by CERTs: CERT (short name or id) → Sigma rule files and folders. Each
+    /// CERT's rules (without the built-in pack) run over every event of its constituency, the
+    /// organisations below it and its own, with one stream per CERT: a correlation rule sees
+    /// the same actor in several organisations, and its alerts are owned by the CERT.
+    #[serde(default)]
+    pub cert_rules: std::collections::BTreeMap<String, Vec<PathBuf>>,
 }
 
 /// What live monitoring runs with on this node.
@@ -138,6 +144,8 @@ pub struct MonitoringSetup {
     pub detectors: nigehban_hunt::detectors::DetectorOptions,
     pub config: nigehban_server::monitor::MonitorConfig,
     pub ingest: nigehban_ingest::IngestConfig,
+    /// Rules owned by CERTs (`monitoring.cert_rules`): the CERT as the file names it, its rules.
+    pub cert_rules: Vec<(String, Vec<PathBuf>)>,
 }
 
 impl Default for MonitoringSetup {
@@ -147,6 +155,7 @@ impl Default for MonitoringSetup {
             detectors: nigehban_hunt::detectors::DetectorOptions { live: true, ..Default::default() },
             config: nigehban_server::monitor::MonitorConfig::default(),
             ingest: nigehban_ingest::IngestConfig::default(),
+            cert_rules: Vec::new(),
         }
     }
 }
@@ -191,7 +200,13 @@ impl MonitoringSetup {
             live: true,
             ..Default::default()
         };
-        Ok(MonitoringSetup { detectors, config, ingest: file.ingest })
+        for (key, paths) in &file.cert_rules {
+            if paths.is_empty() {
+                bail!("monitoring.cert_rules.{key}: give at least one rule file or folder");
+            }
+        }
+        let cert_rules = file.cert_rules.into_iter().collect();
+        Ok(MonitoringSetup { detectors, config, ingest: file.ingest, cert_rules })
     }
 }
 
@@ -389,8 +404,12 @@ pub async fn start_monitoring(
         // An ingest node parses and publishes; detection nodes detect.
         nigehban_detect::DetectorSet::new()
     };
+    let mut config = setup.config;
+    if node.detect {
+        config.cert_rules = load_cert_rules(&state.store, &setup.cert_rules).await?;
+    }
     let ingest = node.ingest;
-    let monitor = nigehban_server::monitor::Monitor::new_node(state.store.clone(), set, setup.config, node).await?;
+    let monitor = nigehban_server::monitor::Monitor::new_node(state.store.clone(), set, config, node).await?;
     state.set_monitor(monitor.clone());
     let (tx, mut tasks) = monitor.start(shutdown.clone());
     let no_sources = nigehban_ingest::IngestConfig::default();
@@ -409,6 +428,49 @@ pub async fn start_monitoring(
         tasks.push(s.task);
     }
     Ok(tasks)
+}
+
+/// Checks that each key of `monitoring.cert_rules` names a CERT of the tree and loads its rules
+/// (without the built-in pack, which every organisation's stream runs already).
+pub async fn load_cert_rules(
+    store: &Store,
+    cert_rules: &[(String, Vec<PathBuf>)],
+) -> anyhow::Result<nigehban_server::monitor::certs::CertRules> {
+    use nigehban_server::monitor::certs::{CertRules, CertSet, resolve_cert};
+    if cert_rules.is_empty() {
+        return Ok(CertRules::default());
+    }
+    let orgs = store.orgs().await.context("reading the organisations for monitoring.cert_rules")?;
+    let mut sets = Vec::new();
+    for (key, paths) in cert_rules {
+        let (cert, name) = resolve_cert(&orgs, key).map_err(|e| anyhow::anyhow!("monitoring.cert_rules.{key}: {e}"))?;
+        if sets.iter().any(|s: &CertSet| s.cert == cert) {
+            bail!("monitoring.cert_rules.{key}: the CERT {name} is given twice (by short name and by id)");
+        }
+        let options = nigehban_hunt::detectors::DetectorOptions {
+            rules: paths.clone(),
+            no_builtin: true,
+            live: true,
+            ..Default::default()
+        };
+        let (detectors, loaded) = tokio::task::spawn_blocking(move || nigehban_hunt::detectors::build(&options))
+            .await?
+            .with_context(|| format!("monitoring.cert_rules.{key}: loading the rules"))?;
+        for (path, why) in &loaded.unreadable {
+            tracing::warn!(message = "A CERT rule path could not be read.", cert = %name, path = %path.display(), reason = %why);
+        }
+        for failed in &loaded.rules.failed {
+            tracing::warn!(message = "A CERT rule could not be loaded.", cert = %name, path = %failed.path, error = %failed.error);
+        }
+        tracing::info!(
+            message = "CERT rules loaded: they run over the CERT's whole constituency.",
+            cert = %name,
+            rules = loaded.rules.loaded,
+            rules_failed = loaded.rules.failed.len(),
+        );
+        sets.push(CertSet { cert, name, detectors });
+    }
+    Ok(CertRules::new(sets))
 }
 
 /// Runs a server over an opened store until Ctrl-C / SIGTERM.

@@ -15,12 +15,23 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::certs::{CertRules, Markings, Members, SavedMarkings, window_of};
 use super::{CURSOR, Monitor, MonitorConfig, pause};
 
 /// The stateful part of detection: one stream per organisation (correlation windows,
-/// beaconing, first seen), with the newest event time seen, which sets its watermark.
+/// beaconing, first seen), with the newest event time seen, which sets its watermark; and one
+/// stream per CERT that owns rules, over its whole constituency (`certs`).
 pub(crate) struct Streams {
     states: HashMap<Uuid, (StreamState, i64)>,
+    certs: HashMap<Uuid, CertStream>,
+}
+
+/// A CERT's stream: the state of its own rules over its constituency's events, the newest
+/// event time seen among them, and their markings by minute (what marks its alerts).
+struct CertStream {
+    state: StreamState,
+    seen: i64,
+    markings: Markings,
 }
 
 /// The saved form of [`Streams`], kept with the detection cursor.
@@ -29,19 +40,69 @@ struct SavedStreams {
     v: u32,
     /// Organisation → (the stream's saved state, base64; the newest event time seen, µs).
     orgs: BTreeMap<Uuid, (String, i64)>,
+    /// CERT → its stream (absent from states saved before CERTs owned rules).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    certs: BTreeMap<Uuid, SavedCert>,
+}
+
+/// The saved form of a [`CertStream`].
+#[derive(Serialize, Deserialize)]
+struct SavedCert {
+    /// The stream's saved state, base64.
+    state: String,
+    /// The newest event time seen, µs.
+    newest: i64,
+    #[serde(default)]
+    markings: SavedMarkings,
+}
+
+/// A stream's state from its saved form (base64 of [`StreamState::to_bytes`]).
+fn restore_state(detectors: &DetectorSet, b64: &str, whose: &str, id: Uuid) -> Option<StreamState> {
+    let restored = base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .map_err(|e| e.to_string())
+        .and_then(|b| detectors.restore_stream(&b).map_err(|e| e.to_string()));
+    match restored {
+        Ok(state) => {
+            for note in state.restore_notes() {
+                tracing::warn!(message = "Part of a saved detection state started afresh.", stream = whose, org = %id, note = %note);
+            }
+            Some(state)
+        }
+        Err(e) => {
+            tracing::warn!(message = "A saved detection stream could not be restored; it starts afresh.", stream = whose, org = %id, error = %e);
+            None
+        }
+    }
+}
+
+fn save_state(state: &StreamState, whose: &str, id: Uuid) -> Option<String> {
+    match state.to_bytes() {
+        Ok(b) => Some(base64::engine::general_purpose::STANDARD.encode(b)),
+        Err(e) => {
+            tracing::error!(message = "A detection stream could not be saved.", stream = whose, org = %id, error = %e);
+            None
+        }
+    }
 }
 
 impl Streams {
     /// Restores the streams saved with the cursor; a stream that cannot be restored (another
     /// rule set, another version) starts afresh, and says so in the log.
     pub(crate) fn restore(detectors: &DetectorSet, saved: Option<&[u8]>) -> Streams {
-        let mut states = HashMap::new();
-        let Some(bytes) = saved.filter(|b| !b.is_empty()) else { return Streams { states } };
+        Streams::restore_with_certs(detectors, &CertRules::default(), saved)
+    }
+
+    /// [`Streams::restore`], with the streams of the CERTs in `certs` (a saved CERT stream of
+    /// a CERT that owns no rules any more is dropped).
+    pub(crate) fn restore_with_certs(detectors: &DetectorSet, certs: &CertRules, saved: Option<&[u8]>) -> Streams {
+        let mut streams = Streams::new();
+        let Some(bytes) = saved.filter(|b| !b.is_empty()) else { return streams };
         let saved: SavedStreams = match serde_json::from_slice(bytes) {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!(message = "The saved detection state could not be read; detection windows start afresh.", error = %e);
-                return Streams { states };
+                return streams;
             }
         };
         if saved.v != 1 {
@@ -49,44 +110,50 @@ impl Streams {
                 message = "The saved detection state has another version; detection windows start afresh.",
                 version = saved.v
             );
-            return Streams { states };
+            return streams;
         }
         for (org, (b64, newest)) in saved.orgs {
-            let restored = base64::engine::general_purpose::STANDARD
-                .decode(b64)
-                .map_err(|e| e.to_string())
-                .and_then(|b| detectors.restore_stream(&b).map_err(|e| e.to_string()));
-            match restored {
-                Ok(state) => {
-                    for note in state.restore_notes() {
-                        tracing::warn!(message = "Part of a saved detection state started afresh.", org = %org, note = %note);
-                    }
-                    states.insert(org, (state, newest));
-                }
-                Err(e) => {
-                    tracing::warn!(message = "A saved detection stream could not be restored; it starts afresh.", org = %org, error = %e)
-                }
+            if let Some(state) = restore_state(detectors, &b64, "organisation", org) {
+                streams.states.insert(org, (state, newest));
             }
         }
-        Streams { states }
+        for (cert, saved) in saved.certs {
+            let Some(set) = certs.get(cert) else {
+                tracing::warn!(message = "A saved CERT stream belongs to a CERT that owns no rules now; it is dropped.", org = %cert);
+                continue;
+            };
+            if let Some(state) = restore_state(&set.detectors, &saved.state, "cert", cert) {
+                let markings = Markings::restore(saved.markings);
+                streams.certs.insert(cert, CertStream { state, seen: saved.newest, markings });
+            }
+        }
+        streams
     }
 
     /// No state yet (a first start, or a retro-hunt).
     pub(crate) fn new() -> Streams {
-        Streams { states: HashMap::new() }
+        Streams { states: HashMap::new(), certs: HashMap::new() }
+    }
+
+    /// How many streams there are (organisations' and CERTs').
+    pub(crate) fn len(&self) -> usize {
+        self.states.len() + self.certs.len()
     }
 
     pub(crate) fn save(&self) -> Option<Vec<u8>> {
         let mut orgs = BTreeMap::new();
         for (org, (state, newest)) in &self.states {
-            match state.to_bytes() {
-                Ok(b) => {
-                    orgs.insert(*org, (base64::engine::general_purpose::STANDARD.encode(b), *newest));
-                }
-                Err(e) => tracing::error!(message = "A detection stream could not be saved.", org = %org, error = %e),
+            if let Some(b64) = save_state(state, "organisation", *org) {
+                orgs.insert(*org, (b64, *newest));
             }
         }
-        serde_json::to_vec(&SavedStreams { v: 1, orgs }).ok()
+        let mut certs = BTreeMap::new();
+        for (cert, s) in &self.certs {
+            if let Some(state) = save_state(&s.state, "cert", *cert) {
+                certs.insert(*cert, SavedCert { state, newest: s.seen, markings: s.markings.save() });
+            }
+        }
+        serde_json::to_vec(&SavedStreams { v: 1, orgs, certs }).ok()
     }
 }
 
@@ -103,9 +170,17 @@ pub(crate) async fn run(monitor: Arc<Monitor>, mut shutdown: tokio::sync::watch:
     let mut cursor = saved.as_ref().map_or(0, |(p, _)| *p);
     // The state as last committed: what a failed commit goes back to.
     let mut committed: Option<Vec<u8>> = saved.as_ref().and_then(|(_, s)| s.clone());
-    let mut streams = Streams::restore(&monitor.detectors, committed.as_deref());
+    let certs = monitor.config.cert_rules.clone();
+    let mut streams = Streams::restore_with_certs(&monitor.detectors, &certs, committed.as_deref());
+    // Which CERTs' rules each organisation's events go to (read from the tree when due).
+    let mut members = Members::default();
     monitor.detected.store(cursor, Ordering::Relaxed);
-    tracing::info!(message = "Detection follows the event log.", position = cursor, streams = streams.states.len());
+    tracing::info!(
+        message = "Detection follows the event log.",
+        position = cursor,
+        streams = streams.len(),
+        cert_rule_sets = certs.sets().len()
+    );
     loop {
         if *shutdown.borrow() {
             break;
@@ -138,21 +213,27 @@ pub(crate) async fn run(monitor: Arc<Monitor>, mut shutdown: tokio::sync::watch:
             }
             continue;
         };
+        if !certs.is_empty() {
+            members.refresh(&certs, &monitor.store, batch.orgs().into_iter()).await;
+        }
         let m = monitor.clone();
         let count = batch.len() as u64;
         // The streams go to the blocking thread and come back with the result; should the
         // commit fail, the batch is detected again (from the log) from the state saved with
         // the last commit.
         let result = tokio::task::spawn_blocking(move || {
+            let with = Some((&m.config.cert_rules, &members));
             let hits = match batch {
-                Batch::Fresh(mut events) => detect_batch(&m.detectors, &m.config, &mut events, &mut streams),
-                Batch::Stored(mut events) => detect_batch(&m.detectors, &m.config, &mut events, &mut streams),
+                Batch::Fresh(mut events) => detect_batch_with(&m.detectors, &m.config, &mut events, &mut streams, with),
+                Batch::Stored(mut events) => {
+                    detect_batch_with(&m.detectors, &m.config, &mut events, &mut streams, with)
+                }
             };
             let saved = streams.save();
-            (hits, saved, streams)
+            (hits, saved, streams, members)
         })
         .await;
-        let (hits, saved, back) = match result {
+        let (hits, saved, back, back_members) = match result {
             Ok(r) => r,
             Err(e) => {
                 // A detector panicked: a bug, not bad input (readers and detectors do not panic
@@ -163,6 +244,7 @@ pub(crate) async fn run(monitor: Arc<Monitor>, mut shutdown: tokio::sync::watch:
             }
         };
         streams = back;
+        members = back_members;
         let update = CursorUpdate { name: CURSOR, position: last, state: saved.as_deref(), fence: None };
         match monitor.store.commit_detections(&hits, Some(update)).await {
             Ok(created) => {
@@ -177,7 +259,7 @@ pub(crate) async fn run(monitor: Arc<Monitor>, mut shutdown: tokio::sync::watch:
             Err(e) => {
                 tracing::error!(message = "Detection could not commit its alerts; retrying the batch.", error = %e);
                 monitor.metrics.detect_errors.fetch_add(1, Ordering::Relaxed);
-                streams = Streams::restore(&monitor.detectors, committed.as_deref());
+                streams = Streams::restore_with_certs(&monitor.detectors, &certs, committed.as_deref());
                 pause(&mut shutdown, Duration::from_secs(1)).await;
             }
         }
@@ -290,6 +372,18 @@ impl Batch {
             Batch::Stored(e) => e.len(),
         }
     }
+
+    /// The organisations of its events, each once.
+    fn orgs(&self) -> Vec<Uuid> {
+        let mut orgs: Vec<Uuid> = match self {
+            Batch::Fresh(e) => e.iter().map(|e| e.org).collect(),
+            Batch::Stored(e) => e.iter().map(|e| e.org_id).collect(),
+        };
+        orgs.dedup();
+        orgs.sort_unstable();
+        orgs.dedup();
+        orgs
+    }
 }
 
 /// What [`Fresh::take`] found.
@@ -369,9 +463,16 @@ impl Fresh {
     }
 }
 
-/// What one chunk of a batch gives: its per-event hits, and the observations for the streams
-/// with the organisation they belong to.
-type ChunkFindings = (Vec<AlertHit>, Vec<(Uuid, Observation)>);
+/// What one chunk of a batch gives: its per-event hits, the observations for the streams
+/// with the organisation they belong to, and those for the CERT streams with the index of the
+/// CERT's rule set.
+type ChunkFindings = (Vec<AlertHit>, Vec<(Uuid, Observation)>, Vec<(usize, Observation)>);
+
+/// The field CERT rules read the short name of the event's organisation from.
+pub(crate) const ORG_FIELD: &str = "nigehban.org";
+
+/// The rules owned by CERTs and which of them each organisation's events go to.
+pub(crate) type CertPass<'a> = Option<(&'a CertRules, &'a Members)>;
 
 /// Where a detection came from, for its alert.
 pub(crate) struct Origin<'a> {
@@ -392,6 +493,19 @@ pub(crate) fn detect_batch<E: LogEvent>(
     batch: &mut [E],
     streams: &mut Streams,
 ) -> Vec<AlertHit> {
+    detect_batch_with(detectors, config, batch, streams, None)
+}
+
+/// [`detect_batch`], and the rules owned by CERTs (`certs`): each event also goes through the
+/// rule sets of the CERTs its organisation is under (or is), whose detections are alerts owned
+/// by the CERT, and each such CERT's stream takes the observations of its whole constituency.
+pub(crate) fn detect_batch_with<E: LogEvent>(
+    detectors: &DetectorSet,
+    config: &MonitorConfig,
+    batch: &mut [E],
+    streams: &mut Streams,
+    certs: CertPass<'_>,
+) -> Vec<AlertHit> {
     let window = dedup_micros(config);
     let lateness = i64::try_from(config.lateness.as_micros()).unwrap_or(i64::MAX);
     let default_tlp = config.default_tlp;
@@ -400,9 +514,12 @@ pub(crate) fn detect_batch<E: LogEvent>(
         .map(|chunk| {
             let mut hits = Vec::new();
             let mut observations = Vec::new();
+            let mut cert_observations = Vec::new();
             let mut findings = Findings::default();
             // Events of a batch mostly come in runs from one source: share its names along a run.
             let mut current: Option<(Uuid, Arc<Source>, Arc<str>)> = None;
+            // The same for the CERTs' rules, whose evidence names the organisation too.
+            let mut cert_current: Option<(Uuid, String, Arc<Source>, Arc<str>)> = None;
             for stored in chunk {
                 let org = stored.org();
                 let (source, name) = match &current {
@@ -439,16 +556,55 @@ pub(crate) fn detect_batch<E: LogEvent>(
                     hits.push(hit(&origin, tlp, &d, window));
                 }
                 observations.extend(findings.observations.drain(..).map(|o| (org, o)));
+                let Some((rules, members)) = certs else { continue };
+                let of = members.certs_of(org);
+                if of.is_empty() {
+                    continue;
+                }
+                if !matches!(&cert_current, Some((o, src, _, _)) if *o == org && src == stored.source()) {
+                    let n: Arc<str> = Arc::from(format!("{}/{}", members.name(org), stored.source()));
+                    let s = Arc::new(Source { name: n.to_string(), organisation: Some(org.to_string()) });
+                    cert_current = Some((org, stored.source().to_owned(), s, n));
+                }
+                let Some((_, _, cert_source, cert_name)) = &cert_current else { continue };
+                // CERT rules may count organisations (`value_count` of it, `group-by` it): the
+                // platform says which one sent the event; a field of that name in the record
+                // does not.
+                event.set(ORG_FIELD, nigehban_event::Value::str(&*members.name(org)));
+                for &i in of {
+                    let Some(set) = rules.sets().get(i) else { continue };
+                    set.detectors.detect(&event, cert_name, &mut findings);
+                    let cert_origin = Origin {
+                        org: set.cert,
+                        event_id: origin.event_id,
+                        source: cert_name,
+                        ts: origin.ts,
+                        received_at: origin.received_at,
+                        position: origin.position.clone(),
+                    };
+                    for d in findings.detections.drain(..) {
+                        hits.push(hit(&cert_origin, tlp, &d, window));
+                    }
+                    // The CERT's evidence names each event's organisation.
+                    cert_observations.extend(findings.observations.drain(..).map(|mut o| {
+                        o.event.source = cert_source.clone();
+                        (i, o)
+                    }));
+                }
             }
-            (hits, observations)
+            (hits, observations, cert_observations)
         })
         .collect();
     let mut hits = Vec::new();
     let mut per_org: BTreeMap<Uuid, Vec<Observation>> = BTreeMap::new();
-    for (h, obs) in parts {
+    let mut per_cert: BTreeMap<usize, Vec<Observation>> = BTreeMap::new();
+    for (h, obs, cert_obs) in parts {
         hits.extend(h);
         for (org, o) in obs {
             per_org.entry(org).or_default().push(o);
+        }
+        for (i, o) in cert_obs {
+            per_cert.entry(i).or_default().push(o);
         }
     }
     // Each organisation's newest event time and strictest marking in this batch.
@@ -472,7 +628,69 @@ pub(crate) fn detect_batch<E: LogEvent>(
         detectors.stream(state, observations, watermark, &mut out);
         stream_hits(org, tlp, out, window, &mut hits);
     }
+    if let Some((rules, members)) = certs {
+        cert_streams(rules, members, batch, per_cert, streams, config, &mut hits);
+    }
     hits
+}
+
+/// Feeds each CERT's stream the observations of its constituency's events in the batch, with
+/// the watermark at the newest event time among them minus `lateness`; its detections are
+/// alerts owned by the CERT, marked with the strictest marking of the minutes they span.
+fn cert_streams<E: LogEvent>(
+    rules: &CertRules,
+    members: &Members,
+    batch: &[E],
+    mut per_cert: BTreeMap<usize, Vec<Observation>>,
+    streams: &mut Streams,
+    config: &MonitorConfig,
+    hits: &mut Vec<AlertHit>,
+) {
+    let window = dedup_micros(config);
+    let lateness = i64::try_from(config.lateness.as_micros()).unwrap_or(i64::MAX);
+    let default_tlp = config.default_tlp;
+    // Each CERT's newest event time in this batch, and its events' markings by minute.
+    let mut touched: BTreeMap<usize, i64> = BTreeMap::new();
+    for e in batch {
+        let of = members.certs_of(e.org());
+        if of.is_empty() {
+            continue;
+        }
+        let ts = e.ts().unwrap_or(e.received_at());
+        let tlp = e.tlp().unwrap_or(default_tlp);
+        for &i in of {
+            let Some(set) = rules.sets().get(i) else { continue };
+            let newest = touched.entry(i).or_insert(i64::MIN);
+            *newest = (*newest).max(ts);
+            let stream = streams.certs.entry(set.cert).or_insert_with(|| CertStream {
+                state: set.detectors.stream_state(),
+                seen: i64::MIN,
+                markings: Markings::default(),
+            });
+            stream.markings.note(ts, tlp);
+        }
+    }
+    for (i, time) in touched {
+        let Some(set) = rules.sets().get(i) else { continue };
+        let Some(stream) = streams.certs.get_mut(&set.cert) else { continue };
+        stream.seen = stream.seen.max(time);
+        stream.markings.prune(stream.seen);
+        let observations = per_cert.remove(&i).unwrap_or_default();
+        if observations.is_empty() {
+            let st = stream.state.stats();
+            if st.buffered == 0 && st.state_entries == 0 {
+                continue;
+            }
+        }
+        let watermark =
+            jiff::Timestamp::from_microsecond(stream.seen.saturating_sub(lateness)).unwrap_or(jiff::Timestamp::MIN);
+        let mut out = Vec::new();
+        set.detectors.stream(&mut stream.state, observations, watermark, &mut out);
+        for d in out {
+            let tlp = stream.markings.strictest(window_of(&d.fields)).unwrap_or(default_tlp);
+            stream_hits(set.cert, tlp, vec![d], window, hits);
+        }
+    }
 }
 
 fn dedup_micros(config: &MonitorConfig) -> i64 {
@@ -617,6 +835,102 @@ mod tests {
         // Detection read the log up to 5 meanwhile.
         assert_eq!(ids(fresh.take(5, 100)), Ok(vec![6, 7, 8]));
         assert_eq!(fresh.inner.lock().unwrap().weight, 0, "what was passed is dropped");
+    }
+
+    fn failed_logon(org: Uuid, id: i64, tlp: Tlp, ip: &str, time: &str) -> FreshEvent {
+        let source = Source::file("winlogbeat");
+        let json = serde_json::json!({
+            "EventID": if ip.is_empty() { 4634 } else { 4625 }, "Channel": "Security", "Computer": "dc",
+            "IpAddress": ip, "TimeCreated": time,
+        });
+        let event = nigehban_event::read::json::event_from_json(&json, json.to_string(), &source, Position::Line(1));
+        FreshEvent {
+            id,
+            org,
+            tlp,
+            ts: event.timestamp.map(|t| t.as_microsecond()),
+            received_at: 0,
+            source,
+            event: Some(event),
+        }
+    }
+
+    fn org(kind: nigehban_policy::OrgKind, short: &str, parents: &[Uuid]) -> nigehban_store::Org {
+        nigehban_store::Org {
+            id: Uuid::now_v7(),
+            kind,
+            name: short.to_owned(),
+            short_name: short.to_owned(),
+            sector: None,
+            province: None,
+            parents: parents.to_vec(),
+            profile: nigehban_store::OrgProfile::default(),
+            security_lead: None,
+            created_at: 0,
+        }
+    }
+
+    #[test]
+    fn a_cert_stream_correlates_its_constituency_and_is_saved_with_the_cursor() {
+        use nigehban_policy::OrgKind;
+
+        use crate::monitor::certs::CertSet;
+        let ncert = org(OrgKind::National, "ncert", &[]);
+        let cert = org(OrgKind::SectoralCert, "gov-cert", &[ncert.id]);
+        let north = org(OrgKind::ProvincialCert, "north-cert", &[ncert.id]);
+        let [a, b, c] = ["mofa", "mod", "moi"].map(|s| org(OrgKind::Organisation, s, &[cert.id]));
+        let outsider = org(OrgKind::Organisation, "telecom", &[north.id]);
+        let options = nigehban_hunt::detectors::DetectorOptions {
+            rules: vec![std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/cert-rules")],
+            no_builtin: true,
+            live: true,
+            ..Default::default()
+        };
+        let (set, _) = nigehban_hunt::detectors::build(&options).unwrap();
+        let rules = CertRules::new(vec![CertSet { cert: cert.id, name: "gov-cert".into(), detectors: set }]);
+        let orgs = [&ncert, &cert, &north, &a, &b, &c, &outsider].map(|o| o.clone()).to_vec();
+        let members = Members::from_orgs(&rules, &orgs).unwrap();
+        let detectors = DetectorSet::new();
+        let config = MonitorConfig { lateness: std::time::Duration::from_secs(60), ..MonitorConfig::default() };
+        let ip = "203.0.113.9";
+
+        let mut streams = Streams::new();
+        let mut first = vec![
+            failed_logon(a.id, 1, Tlp::Green, ip, "2026-11-28T09:00:00Z"),
+            // Another CERT's organisation, and RED: neither counts nor marks the CERT's alert.
+            failed_logon(outsider.id, 2, Tlp::Red, ip, "2026-11-28T09:01:00Z"),
+            failed_logon(b.id, 3, Tlp::Amber, ip, "2026-11-28T09:02:00Z"),
+        ];
+        let hits = detect_batch_with(&detectors, &config, &mut first, &mut streams, Some((&rules, &members)));
+        assert!(hits.is_empty(), "{hits:?}");
+        assert_eq!(streams.certs.len(), 1);
+        assert!(streams.states.contains_key(&a.id), "the organisations keep their own streams");
+
+        // Saved with the cursor, restored (a restart).
+        let saved = streams.save().unwrap();
+        let mut streams = Streams::restore_with_certs(&detectors, &rules, Some(&saved));
+        assert_eq!(streams.certs.len(), 1);
+        let mut second = vec![
+            failed_logon(c.id, 4, Tlp::Green, ip, "2026-11-28T09:04:00Z"),
+            failed_logon(a.id, 5, Tlp::Green, "", "2026-11-29T09:00:00Z"),
+        ];
+        let hits = detect_batch_with(&detectors, &config, &mut second, &mut streams, Some((&rules, &members)));
+        assert_eq!(hits.len(), 1, "{hits:?}");
+        let h = &hits[0];
+        assert_eq!(h.owner, cert.id);
+        assert_eq!(h.tlp, Tlp::Amber, "the strictest of the events in its window");
+        assert_eq!(h.entity, format!("IpAddress={ip}"));
+        assert!(h.dedup_key.starts_with(&cert.id.to_string()));
+        assert!(h.evidence.fields.contains("mofa/winlogbeat"), "{}", h.evidence.fields);
+        assert!(!h.evidence.fields.contains("telecom"), "{}", h.evidence.fields);
+        assert_eq!(h.evidence.event_id, Some(1));
+
+        // Without the CERT's rules the saved CERT stream is dropped; a state saved before CERTs
+        // owned rules reads as before.
+        assert_eq!(Streams::restore(&detectors, Some(&saved)).certs.len(), 0);
+        let old = br#"{"v":1,"orgs":{}}"#;
+        let s = Streams::restore_with_certs(&detectors, &rules, Some(old));
+        assert_eq!(s.len(), 0);
     }
 
     #[test]

@@ -22,6 +22,7 @@
 //! log whose leases they hold (`slots`), with the same detection code as the embedded worker.
 
 pub(crate) mod batch;
+pub mod certs;
 pub mod demo_stream;
 pub(crate) mod detect;
 pub mod notify;
@@ -76,6 +77,8 @@ pub struct MonitorConfig {
     pub lease_ttl: Duration,
     /// Retro-hunts that run at once; more wait, queued.
     pub max_retrohunts: usize,
+    /// Rules owned by CERTs, run over each CERT's whole constituency (`certs`); none by default.
+    pub cert_rules: certs::CertRules,
 }
 
 impl Default for MonitorConfig {
@@ -95,6 +98,7 @@ impl Default for MonitorConfig {
             notify: None,
             lease_ttl: Duration::from_secs(10),
             max_retrohunts: 2,
+            cert_rules: certs::CertRules::default(),
         }
     }
 }

@@ -2,6 +2,7 @@
 //! database when `NIGEHBAN_TEST_PG` is set (`.ci/run` sets it).
 
 mod bad_input;
+mod cert_rules;
 mod common;
 mod demo_stream;
 mod matrix_http;
