@@ -14,7 +14,7 @@ declare -A DICT=(
   [evtx_chunk]=dict/evtx.dict [json_reader]=dict/json.dict [syslog_reader]=dict/syslog.dict
   [zeek_reader]=dict/zeek.dict [sigma_rule]=dict/sigma.dict [sigma_condition]=dict/sigma_condition.dict
   [eml_message]=dict/eml.dict [cloud_json]=dict/cloud.dict [syslog_apps]=dict/syslog.dict
-  [bus_batch]=dict/bus_batch.dict
+  [bus_batch]=dict/bus_batch.dict [event_codec]=dict/json.dict
 )
 targets=("$@")
 # Every target of Cargo.toml, in its order.

@@ -421,6 +421,7 @@ struct SavedObservation {
     organisation: Option<String>,
     time: Option<Timestamp>,
     rules: Vec<u32>,
+    /// The encoding as a string (states saved before the codec's version 2: its JSON object).
     event: serde_json::Value,
 }
 
@@ -433,12 +434,15 @@ impl SavedObservation {
             organisation: o.event.source.organisation.clone(),
             time: o.event.timestamp,
             rules: o.rules.clone(),
-            event: serde_json::from_slice(&bytes).map_err(|e| StateError::Invalid(e.to_string()))?,
+            event: serde_json::Value::String(String::from_utf8(bytes).map_err(|e| StateError::Invalid(e.to_string()))?),
         })
     }
 
     fn restore(self, source: Arc<Source>) -> Result<Observation, StateError> {
-        let bytes = serde_json::to_vec(&self.event).map_err(|e| StateError::Invalid(e.to_string()))?;
+        let bytes = match self.event {
+            serde_json::Value::String(s) => s.into_bytes(),
+            object => serde_json::to_vec(&object).map_err(|e| StateError::Invalid(e.to_string()))?,
+        };
         let mut event: Event =
             codec::decode(&bytes, source).map_err(|e| StateError::Invalid(format!("buffered event: {e}")))?;
         event.timestamp = self.time;
@@ -547,6 +551,19 @@ mod tests {
         assert_eq!(out[0].event.timestamp, Some(at(10).checked_add(jiff::SignedDuration::from_nanos(7)).unwrap()));
         assert_eq!(out[0].event.get("user.name").and_then(|v| v.as_text()).as_deref(), Some("alice"));
         assert!(Arc::ptr_eq(&out[0].event.source, &out[1].event.source));
+    }
+
+    #[test]
+    fn observations_saved_before_the_codec_version_2_are_read() {
+        let saved: SavedObservation = serde_json::from_value(serde_json::json!({
+            "source": "s", "organisation": null, "time": null, "rules": [0],
+            "event": {"v": 1, "t": null, "p": "other", "f": "json", "pos": {"line": 4},
+                      "x": [["user.name", "bob"]], "r": "{\"user.name\": \"bob\"}"},
+        }))
+        .unwrap();
+        let o = saved.restore(Source::file("s")).unwrap();
+        assert_eq!(o.event.position, Position::Line(4));
+        assert_eq!(o.event.get("user.name").and_then(|v| v.as_text()).as_deref(), Some("bob"));
     }
 
     #[test]

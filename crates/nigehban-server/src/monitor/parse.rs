@@ -104,8 +104,9 @@ pub(crate) fn parse(body: &[u8], format: Option<&str>, target: &Target<'_>) -> R
 
 /// The stored form of an event.
 pub(crate) fn new_event(e: &Event, target: &Target<'_>) -> NewEvent {
-    let mut record = Vec::with_capacity(e.raw.len() * 2 + 64);
-    codec::encode(e, &mut record);
+    let mut record = Vec::with_capacity(e.raw.len() + 160);
+    // As the reader produced it: a JSON record's fields are read again from it when decoded.
+    codec::encode_parsed(e, &mut record);
     let dataset = ["event.dataset", "Channel", "_path"]
         .iter()
         .find_map(|n| e.get_exact(n).and_then(|v| v.as_text()).map(|t| t.into_owned()))
