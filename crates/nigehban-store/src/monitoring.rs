@@ -233,6 +233,9 @@ fn row_to_details(r: DetailsRow) -> Result<(Uuid, AlertDetails)> {
     ))
 }
 
+/// Events retention deletes per statement.
+const DELETE_CHUNK: i64 = 5_000;
+
 /// How a cursor moves with a commit of detections.
 #[derive(Debug, Clone)]
 pub struct CursorUpdate<'a> {
@@ -476,16 +479,38 @@ impl Store {
 
     /// Deletes the events of `org` received before `before` (µs), never one at or after
     /// `keep_from` (the oldest position a consumer has not passed yet). Returns how many.
+    ///
+    /// The events are found by the time they were stored (what has expired since the last
+    /// sweep), never by scanning the organisation's events, and deleted `DELETE_CHUNK` at a
+    /// time, each chunk its own statement, so that ingest and detection write in between
+    /// however much has expired.
     pub async fn delete_events(&self, org: Uuid, before: i64, keep_from: i64) -> Result<u64> {
-        on_write!(self, pool, _d => {
-            let done = sqlx::query("DELETE FROM events WHERE org_id = $1 AND received_at < $2 AND id < $3")
-                .bind(org)
-                .bind(before)
-                .bind(keep_from)
-                .execute(pool)
-                .await?;
-            Ok(done.rows_affected())
-        })
+        let mut deleted = 0;
+        loop {
+            let n = on_write!(self, pool, d => {
+                let sql = if d == crate::Dialect::Sqlite {
+                    // Without statistics SQLite would take the (org, time) index for `org_id = ?`
+                    // and read every event of the organisation.
+                    "DELETE FROM events WHERE id IN (SELECT id FROM events INDEXED BY events_received \
+                     WHERE received_at < $2 AND org_id = $1 AND id < $3 LIMIT $4)"
+                } else {
+                    "DELETE FROM events WHERE id IN (SELECT id FROM events \
+                     WHERE received_at < $2 AND org_id = $1 AND id < $3 LIMIT $4)"
+                };
+                let done = sqlx::query(sql)
+                    .bind(org)
+                    .bind(before)
+                    .bind(keep_from)
+                    .bind(DELETE_CHUNK)
+                    .execute(pool)
+                    .await?;
+                Ok::<u64, StoreError>(done.rows_affected())
+            })?;
+            deleted += n;
+            if n < DELETE_CHUNK as u64 {
+                return Ok(deleted);
+            }
+        }
     }
 
     /// A consumer's position and saved state.

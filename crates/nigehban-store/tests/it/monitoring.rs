@@ -89,6 +89,13 @@ async fn events_are_a_log_with_idempotent_batches_and_a_scoped_search() {
 
         // Retention never passes a consumer's position.
         assert_eq!(s.delete_events(m, i64::MAX, first + 10).await.unwrap(), 10);
+        // More than one statement's worth: all of the organisation's, nobody else's.
+        let more: Vec<NewEvent> = (0..6000).map(|i| event(m, 5_000 + i, "web01", &format!("m{i}"))).collect();
+        s.append_events(&more, None).await.unwrap().unwrap();
+        assert_eq!(s.delete_events(m, i64::MAX, i64::MAX).await.unwrap(), 4490 + 6000);
+        assert_eq!(s.count_events().await.unwrap(), 1, "the other ministry's event is kept");
+        // Nothing received before the cut-off: nothing deleted.
+        assert_eq!(s.delete_events(m2, 0, i64::MAX).await.unwrap(), 0);
     }
     b.cleanup().await;
 }
