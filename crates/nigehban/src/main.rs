@@ -10,6 +10,15 @@ mod serve;
 
 use clap::{Parser, Subcommand};
 
+/// jemalloc on Linux. Live monitoring parses events on one thread and detects and frees them
+/// on another; glibc's allocator serialises such frees on its arenas' locks, which cost the
+/// server about a third of its CPU in the ingest benchmark (BENCHMARKS.md), for the same
+/// memory. Hunting runs as fast and as small with either. `--no-default-features` keeps the
+/// system's allocator.
+#[cfg(all(target_os = "linux", feature = "jemalloc"))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Parser)]
 #[command(name = "nigehban", version, about = "Detection, hunting and coordination for a national CERT and its SOC")]
 struct Cli {

@@ -157,6 +157,48 @@ impl Streams {
     }
 }
 
+/// What a batch's commit gives: the alerts created, the detections committed and the state
+/// saved with the cursor.
+type Committed = (nigehban_store::Result<Vec<Uuid>>, usize, Option<Vec<u8>>);
+
+/// A batch's commit, running while the next batch is detected.
+struct InFlight {
+    task: tokio::task::JoinHandle<Committed>,
+    /// The log id of the batch's last event.
+    last: i64,
+    /// Its events.
+    count: u64,
+}
+
+impl InFlight {
+    /// Waits for the commit; once it holds, moves the cursor and the committed state on.
+    /// Returns whether it held.
+    async fn finish(self, monitor: &Monitor, cursor: &mut i64, committed: &mut Option<Vec<u8>>) -> bool {
+        match self.task.await {
+            Ok((Ok(created), hits, saved)) => {
+                *cursor = self.last;
+                *committed = saved;
+                monitor.detected.store(self.last, Ordering::Relaxed);
+                monitor.stored.fetch_max(self.last, Ordering::Relaxed);
+                monitor.metrics.events_detected.fetch_add(self.count, Ordering::Relaxed);
+                monitor.metrics.detections.fetch_add(hits as u64, Ordering::Relaxed);
+                monitor.metrics.alerts_created.fetch_add(created.len() as u64, Ordering::Relaxed);
+                true
+            }
+            Ok((Err(e), ..)) => {
+                tracing::error!(message = "Detection could not commit its alerts; retrying the batch.", error = %e);
+                monitor.metrics.detect_errors.fetch_add(1, Ordering::Relaxed);
+                false
+            }
+            Err(e) => {
+                tracing::error!(message = "Detection's commit stopped; retrying the batch.", error = %e);
+                monitor.metrics.detect_errors.fetch_add(1, Ordering::Relaxed);
+                false
+            }
+        }
+    }
+}
+
 /// Runs until `shutdown` says stop. Errors are logged and the batch is tried again: the cursor
 /// only moves with a successful commit, and the streams' state is saved with it.
 pub(crate) async fn run(monitor: Arc<Monitor>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
@@ -181,17 +223,21 @@ pub(crate) async fn run(monitor: Arc<Monitor>, mut shutdown: tokio::sync::watch:
         streams = streams.len(),
         cert_rule_sets = certs.sets().len()
     );
+    // Batches are detected up to `detected_to`, and committed up to `cursor`: a batch's commit
+    // runs while the next batch is detected (commits stay in order: one at a time).
+    let mut detected_to = cursor;
+    let mut in_flight: Option<InFlight> = None;
     loop {
         if *shutdown.borrow() {
             break;
         }
         // What ingest handed over as it stored it, when it follows on from the cursor; else
         // the log read back (after a restart, or when the hand-over was full or raced).
-        let batch = match monitor.fresh.take(cursor, monitor.config.detect_batch as usize) {
+        let batch = match monitor.fresh.take(detected_to, monitor.config.detect_batch as usize) {
             Taken::Events(events) => Batch::Fresh(events),
             Taken::Gap(next) => {
-                let limit = u32::try_from(next.saturating_sub(cursor + 1)).unwrap_or(u32::MAX);
-                match monitor.store.events_after(cursor, limit.min(monitor.config.detect_batch)).await {
+                let limit = u32::try_from(next.saturating_sub(detected_to + 1)).unwrap_or(u32::MAX);
+                match monitor.store.events_after(detected_to, limit.min(monitor.config.detect_batch)).await {
                     Ok(b) => {
                         monitor.metrics.events_read_back.fetch_add(b.len() as u64, Ordering::Relaxed);
                         Batch::Stored(b)
@@ -206,6 +252,15 @@ pub(crate) async fn run(monitor: Arc<Monitor>, mut shutdown: tokio::sync::watch:
             }
         };
         let Some(last) = batch.last_id() else {
+            // Nothing new: the last batch's commit is finished before waiting.
+            if let Some(p) = in_flight.take()
+                && !p.finish(&monitor, &mut cursor, &mut committed).await
+            {
+                streams = Streams::restore_with_certs(&monitor.detectors, &certs, committed.as_deref());
+                detected_to = cursor;
+                pause(&mut shutdown, Duration::from_secs(1)).await;
+                continue;
+            }
             tokio::select! {
                 _ = monitor.arrivals.notified() => {}
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}
@@ -218,9 +273,9 @@ pub(crate) async fn run(monitor: Arc<Monitor>, mut shutdown: tokio::sync::watch:
         }
         let m = monitor.clone();
         let count = batch.len() as u64;
-        // The streams go to the blocking thread and come back with the result; should the
-        // commit fail, the batch is detected again (from the log) from the state saved with
-        // the last commit.
+        // The streams go to the blocking thread and come back with the result; should a
+        // commit fail, detection goes back to the state saved with the last commit and
+        // detects again (from the log) what followed it.
         let result = tokio::task::spawn_blocking(move || {
             let with = Some((&m.config.cert_rules, &members));
             let hits = match batch {
@@ -240,29 +295,34 @@ pub(crate) async fn run(monitor: Arc<Monitor>, mut shutdown: tokio::sync::watch:
                 // on input). Skipping the batch would lose detections silently: stop loudly.
                 tracing::error!(message = "Detection failed on a batch; the worker stops.", error = %e, position = cursor);
                 monitor.metrics.detect_errors.fetch_add(1, Ordering::Relaxed);
+                if let Some(p) = in_flight.take() {
+                    p.finish(&monitor, &mut cursor, &mut committed).await;
+                }
                 return;
             }
         };
         streams = back;
         members = back_members;
-        let update = CursorUpdate { name: CURSOR, position: last, state: saved.as_deref(), fence: None };
-        match monitor.store.commit_detections(&hits, Some(update)).await {
-            Ok(created) => {
-                cursor = last;
-                committed = saved;
-                monitor.detected.store(last, Ordering::Relaxed);
-                monitor.stored.fetch_max(last, Ordering::Relaxed);
-                monitor.metrics.events_detected.fetch_add(count, Ordering::Relaxed);
-                monitor.metrics.detections.fetch_add(hits.len() as u64, Ordering::Relaxed);
-                monitor.metrics.alerts_created.fetch_add(created.len() as u64, Ordering::Relaxed);
-            }
-            Err(e) => {
-                tracing::error!(message = "Detection could not commit its alerts; retrying the batch.", error = %e);
-                monitor.metrics.detect_errors.fetch_add(1, Ordering::Relaxed);
-                streams = Streams::restore_with_certs(&monitor.detectors, &certs, committed.as_deref());
-                pause(&mut shutdown, Duration::from_secs(1)).await;
-            }
+        if let Some(p) = in_flight.take()
+            && !p.finish(&monitor, &mut cursor, &mut committed).await
+        {
+            // This batch was detected on top of a state that was not saved: both again.
+            streams = Streams::restore_with_certs(&monitor.detectors, &certs, committed.as_deref());
+            detected_to = cursor;
+            pause(&mut shutdown, Duration::from_secs(1)).await;
+            continue;
         }
+        let store = monitor.store.clone();
+        let task = tokio::spawn(async move {
+            let update = CursorUpdate { name: CURSOR, position: last, state: saved.as_deref(), fence: None };
+            let result = store.commit_detections(&hits, Some(update)).await;
+            (result, hits.len(), saved)
+        });
+        in_flight = Some(InFlight { task, last, count });
+        detected_to = last;
+    }
+    if let Some(p) = in_flight.take() {
+        p.finish(&monitor, &mut cursor, &mut committed).await;
     }
     tracing::info!(message = "Detection stopped.", position = cursor);
 }
@@ -322,9 +382,21 @@ pub(crate) struct FreshEvent {
 }
 
 impl FreshEvent {
-    /// About how much memory it holds (for the bound on what waits in memory).
+    /// About how much memory it holds (for the bound on what waits in memory): the raw
+    /// record, each field's name and value with their allocations, the event itself.
     pub(crate) fn weight(&self) -> usize {
-        self.event.as_ref().map_or(0, |e| 2 * e.raw.len() + 48 * e.fields().len()) + 256
+        fn value(v: &nigehban_event::Value) -> usize {
+            match v {
+                // The text and, unless already lowercase, its lowercase copy.
+                nigehban_event::Value::Str(t) => 48 + 2 * t.as_str().len(),
+                nigehban_event::Value::List(items) => 32 + items.iter().map(value).sum::<usize>(),
+                _ => 0,
+            }
+        }
+        self.event
+            .as_ref()
+            .map_or(0, |e| e.raw.len() + e.fields().iter().map(|f| 80 + f.name.len() + value(&f.value)).sum::<usize>())
+            + 384
     }
 }
 
@@ -400,6 +472,8 @@ pub(crate) enum Taken {
 pub(crate) struct Fresh {
     inner: std::sync::Mutex<FreshInner>,
     max_weight: usize,
+    /// Told when detection takes events (room for more).
+    room: tokio::sync::Notify,
 }
 
 #[derive(Default)]
@@ -410,19 +484,50 @@ struct FreshInner {
 
 impl Fresh {
     pub(crate) fn new(max_weight: usize) -> Fresh {
-        Fresh { inner: std::sync::Mutex::new(FreshInner::default()), max_weight }
+        Fresh { inner: std::sync::Mutex::new(FreshInner::default()), max_weight, room: tokio::sync::Notify::new() }
     }
 
     /// Hands over a stored batch (consecutive ids); dropped when the bound is reached.
+    #[cfg(test)]
     pub(crate) fn put(&self, events: Vec<FreshEvent>) {
-        let Some(first) = events.first().map(|e| e.id) else { return };
+        let _ = self.try_put(events);
+    }
+
+    /// [`Fresh::put`], waiting up to `wait` for detection to make room when the bound is
+    /// reached; returns whether the batch was handed over. The caller (ingest, which has
+    /// stored the batch already) answers its sender only then: while detection keeps taking
+    /// events, ingest runs at its pace instead of leaving batches to be read back from the
+    /// log, which would cost detection more still. A detection that takes nothing for `wait`
+    /// does not hold ingest up longer: the batch is dropped and read back later.
+    pub(crate) async fn put_or_wait(&self, events: Vec<FreshEvent>, wait: std::time::Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut events = events;
+        loop {
+            let notified = self.room.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            match self.try_put(events) {
+                Ok(()) => return true,
+                Err(back) => events = back,
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return false;
+            }
+        }
+    }
+
+    /// Hands over the batch if it fits under the bound (a batch larger than the bound alone
+    /// fits when nothing else waits); gives it back if not.
+    fn try_put(&self, events: Vec<FreshEvent>) -> Result<(), Vec<FreshEvent>> {
+        let Some(first) = events.first().map(|e| e.id) else { return Ok(()) };
         let weight: usize = events.iter().map(FreshEvent::weight).sum();
-        let Ok(mut inner) = self.inner.lock() else { return };
-        if inner.weight + weight > self.max_weight {
-            return;
+        let Ok(mut inner) = self.inner.lock() else { return Ok(()) };
+        if inner.weight + weight > self.max_weight && inner.weight > 0 {
+            return Err(events);
         }
         inner.weight += weight;
         inner.batches.insert(first, (weight, events));
+        Ok(())
     }
 
     /// The handed-over events right after `cursor`, at most `limit` (whole batches, or at
@@ -458,6 +563,7 @@ impl Fresh {
         if out.is_empty() {
             Taken::Gap(inner.batches.first_key_value().map_or(i64::MAX, |(k, _)| *k))
         } else {
+            self.room.notify_waiters();
             Taken::Events(out)
         }
     }
@@ -943,5 +1049,32 @@ mod tests {
         assert_eq!(ids(fresh.take(2, 100)), Err(i64::MAX));
         fresh.put(batch(3..=4));
         assert_eq!(ids(fresh.take(2, 100)), Ok(vec![3, 4]));
+        // A batch over the bound alone is taken when nothing else waits.
+        fresh.put(batch(5..=9));
+        assert_eq!(ids(fresh.take(4, 100)), Ok(vec![5, 6, 7, 8, 9]));
+    }
+
+    #[tokio::test]
+    async fn ingest_waits_for_room_while_detection_takes_and_not_longer() {
+        let one = batch(1..=1)[0].weight();
+        let fresh = Arc::new(Fresh::new(3 * one));
+        fresh.put(batch(1..=2));
+        // Full: the next batch waits until detection takes the first.
+        let waiting = {
+            let fresh = fresh.clone();
+            tokio::spawn(async move { fresh.put_or_wait(batch(3..=4), std::time::Duration::from_secs(30)).await })
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert!(!waiting.is_finished());
+        assert_eq!(ids(fresh.take(0, 100)), Ok(vec![1, 2]));
+        assert!(waiting.await.unwrap(), "handed over once there was room");
+        assert_eq!(ids(fresh.take(2, 100)), Ok(vec![3, 4]));
+        // A detection that takes nothing holds ingest up no longer than the wait.
+        fresh.put(batch(5..=6));
+        let start = std::time::Instant::now();
+        assert!(!fresh.put_or_wait(batch(7..=8), std::time::Duration::from_millis(100)).await);
+        assert!(start.elapsed() >= std::time::Duration::from_millis(100));
+        assert_eq!(ids(fresh.take(4, 100)), Ok(vec![5, 6]));
+        assert_eq!(ids(fresh.take(6, 100)), Err(i64::MAX), "7 and 8 are read back from the log");
     }
 }

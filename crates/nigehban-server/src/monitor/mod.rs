@@ -165,6 +165,10 @@ pub(crate) struct MonitorMetrics {
 /// before it reads the log back instead (when detection is behind).
 const FRESH_MAX_BYTES: usize = 96 << 20;
 
+/// How long ingest, having stored a batch, waits for room to hand it to detection before it
+/// answers without (detection then reads it back from the log).
+const HANDOVER_WAIT: Duration = Duration::from_secs(1);
+
 /// Live monitoring's shared state.
 pub struct Monitor {
     pub(crate) config: MonitorConfig,
@@ -295,12 +299,16 @@ impl Monitor {
             self.metrics.pushed_back.fetch_add(1, Ordering::Relaxed);
             return Err(IngestRefusal::Busy(format!("{backlog} events are waiting for detection")));
         }
-        let Ok(Ok(_permit)) = tokio::time::timeout(self.config.write_wait, self.writes.acquire()).await else {
+        let Ok(Ok(permit)) = tokio::time::timeout(self.config.write_wait, self.writes.acquire()).await else {
             self.metrics.pushed_back.fetch_add(1, Ordering::Relaxed);
             return Err(IngestRefusal::Busy("too many writes in flight".into()));
         };
         let received_at = jiff::Timestamp::now().as_microsecond();
         let (first, last) = self.store.append_events_at(events, None, received_at).await?.unwrap_or((0, 0));
+        drop(permit);
+        self.stored.fetch_max(last, Ordering::Relaxed);
+        self.metrics.events_stored.fetch_add(events.len() as u64, Ordering::Relaxed);
+        self.arrivals.notify_one();
         if parsed.len() == events.len() && usize::try_from(last - first + 1).ok() == Some(events.len()) {
             let fresh = (first..=last)
                 .zip(events)
@@ -315,11 +323,8 @@ impl Monitor {
                     event: Some(event),
                 })
                 .collect();
-            self.fresh.put(fresh);
+            self.fresh.put_or_wait(fresh, HANDOVER_WAIT).await;
         }
-        self.stored.fetch_max(last, Ordering::Relaxed);
-        self.metrics.events_stored.fetch_add(events.len() as u64, Ordering::Relaxed);
-        self.arrivals.notify_one();
         Ok((first, last))
     }
 
