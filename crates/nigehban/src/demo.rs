@@ -66,6 +66,14 @@ pub struct DemoArgs {
     fresh: bool,
     #[command(flatten)]
     stream: StreamArgs,
+    /// Also receive syslog over TCP at this address (RFC 6587: octet-counted or one message
+    /// per line), for example from rsyslog; every sender's messages are the events of the
+    /// organisation `--syslog-org`.
+    #[arg(long, value_name = "ADDR")]
+    syslog_tcp: Option<SocketAddr>,
+    /// Short name of the organisation whose events the syslog listener receives.
+    #[arg(long, default_value = "mofa", value_name = "ORG")]
+    syslog_org: String,
 }
 
 /// The live feed of demo events.
@@ -132,7 +140,14 @@ struct Credentials {
 pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     match args.command {
         Some(DemoCommand::Hunt(h)) => run_hunt(h),
-        None => run_server_demo(args.data, args.listen, args.fresh, args.stream.settings()),
+        None => {
+            let mut ingest = nigehban_ingest::IngestConfig::default();
+            if let Some(addr) = args.syslog_tcp {
+                ingest.orgs.default_org = Some(args.syslog_org.clone());
+                ingest.syslog_tcp.push(nigehban_ingest::SyslogTcpConfig::new(addr));
+            }
+            run_server_demo(args.data, args.listen, args.fresh, args.stream.settings(), ingest)
+        }
     }
 }
 
@@ -141,6 +156,7 @@ fn run_server_demo(
     listen: SocketAddr,
     fresh: bool,
     stream: Option<StreamSettings>,
+    ingest: nigehban_ingest::IngestConfig,
 ) -> anyhow::Result<ExitCode> {
     init_logging();
     let creds_path = data.join("demo-credentials.json");
@@ -183,7 +199,16 @@ fn run_server_demo(
                 s.events_per_second, s.seed, creds.url
             );
         }
-        let mut monitoring = crate::serve::MonitoringSetup::default();
+        if let (Some(tcp), Some(org)) = (ingest.syslog_tcp.first(), &ingest.orgs.default_org) {
+            if !store.orgs().await?.iter().any(|o| &o.short_name == org) {
+                anyhow::bail!("--syslog-org {org}: the demo has no organisation of that short name");
+            }
+            eprintln!(
+                "Syslog over TCP at {} (octet-counted or one message per line): what arrives is {org}'s.\n",
+                tcp.listen
+            );
+        }
+        let mut monitoring = crate::serve::MonitoringSetup { ingest, ..Default::default() };
         monitoring.config.lateness = DEMO_LATENESS;
         let node = nigehban_server::monitor::Node::default();
         run_server_with(store, ServerConfig::default(), listen, Some((monitoring, node)), move |state, stop| {

@@ -5,4 +5,5 @@ mod ingest;
 mod kill9;
 mod multinode;
 mod net;
+mod rsyslog;
 mod server;
