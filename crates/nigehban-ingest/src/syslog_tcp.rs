@@ -18,9 +18,13 @@ use crate::{
     IngestError, IngestMetrics, OrgMap, Origin, RawBatch, Shutdown, SourceKind, Spawned, SyslogTcpConfig, stopped,
 };
 
-/// How much is read from a connection at a time (and so at most sent in one batch, plus one
-/// message held by the framer).
+/// How much is read from a connection at a time.
 const READ_CHUNK: usize = 64 * 1024;
+
+/// A batch takes what a connection has ready, up to this many bytes (plus one message held by
+/// the framer): a sender that waited for the last batch's ack has its next messages in the
+/// socket's buffer, and one batch of them is one transaction instead of many.
+const GATHER_BYTES: usize = 1024 * 1024;
 
 /// What a connection handler needs besides the stream.
 pub(crate) struct Connection {
@@ -121,10 +125,27 @@ pub(crate) async fn serve_connection<S: AsyncRead + Unpin>(mut stream: S, mut co
         let mut records = Vec::new();
         let outcome = if n == 0 { framer.finish(&mut records) } else { framer.push(&chunk[..n], &mut records) };
         count(&conn, outcome);
+        // What else is ready now, without waiting (a read that is not ready is dropped
+        // unstarted: nothing is lost).
+        let mut ended = n == 0;
+        let mut gathered = n;
+        while !ended && gathered < GATHER_BYTES {
+            match tokio::time::timeout(Duration::ZERO, stream.read(&mut chunk)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => {
+                    ended = true;
+                    count(&conn, framer.finish(&mut records));
+                }
+                Ok(Ok(m)) => {
+                    gathered += m;
+                    count(&conn, framer.push(&chunk[..m], &mut records));
+                }
+                Err(_) => break,
+            }
+        }
         if !records.is_empty() && !send_and_wait(&mut conn, records).await {
             break;
         }
-        if n == 0 {
+        if ended {
             break;
         }
     }

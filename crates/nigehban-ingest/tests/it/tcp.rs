@@ -87,6 +87,9 @@ async fn a_fast_sender_stalls_until_batches_are_acknowledged() {
     let _ = held.ack.expect("ack").send(Ok(()));
     // Acknowledged, the source reads on and the writer resumes.
     let more = next_batch(&mut h.rx).await;
+    // The batch after the stall takes what waited in the socket's buffer, beyond one read
+    // (64 KiB: 64 of these lines).
+    assert!(more.records.len() > 64, "{} records in the batch after the stall", more.records.len());
     received += more.records.len() as u64;
     let _ = more.ack.expect("ack").send(Ok(()));
     let w = written.clone();
