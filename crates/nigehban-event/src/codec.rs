@@ -194,11 +194,9 @@ pub fn decode(bytes: &[u8], source: Arc<Source>) -> Result<Event, DecodeError> {
         }
         None => {
             // The fields are those reading the raw record gives.
-            let json: serde_json::Value = serde_json::from_str(&raw)?;
-            if !json.is_object() {
+            let Some(mut event) = crate::read::json::event_from_record(raw, &source, position)? else {
                 return Err(DecodeError::Invalid("the raw record of a JSON event is not an object"));
-            }
-            let mut event = crate::read::json::event_from_json(&json, raw, &source, position);
+            };
             event.product = product;
             event.format = format;
             // The record's own time is finer than the header's microseconds: kept when the

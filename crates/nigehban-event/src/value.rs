@@ -101,19 +101,22 @@ impl Value {
         match v {
             serde_json::Value::Null => Value::Null,
             serde_json::Value::Bool(b) => Value::Bool(*b),
-            serde_json::Value::Number(n) => {
-                if let Some(i) = n.as_i64() {
-                    Value::Int(i)
-                } else if let Some(u) = n.as_u64() {
-                    // Larger than i64: keep the exact digits.
-                    Value::str(u.to_string())
-                } else {
-                    Value::Float(n.as_f64().unwrap_or(f64::NAN))
-                }
-            }
+            serde_json::Value::Number(n) => Value::from_json_number(n),
             serde_json::Value::String(s) => Value::str(s.as_str()),
             serde_json::Value::Array(items) => Value::List(items.iter().map(Value::from_json).collect()),
             serde_json::Value::Object(_) => Value::str(v.to_string()),
+        }
+    }
+
+    /// Converts a JSON number: integers stay exact (beyond i64, as their digits).
+    pub(crate) fn from_json_number(n: &serde_json::Number) -> Value {
+        if let Some(i) = n.as_i64() {
+            Value::Int(i)
+        } else if let Some(u) = n.as_u64() {
+            // Larger than i64: keep the exact digits.
+            Value::str(u.to_string())
+        } else {
+            Value::Float(n.as_f64().unwrap_or(f64::NAN))
         }
     }
 

@@ -228,3 +228,38 @@ fn stored_json_records_decode_to_the_events_parsed_at_ingest() {
     assert_eq!(checked, lines.len());
     assert_eq!(smaller, checked, "every JSON record is stored without its fields");
 }
+
+/// The EVTX rendering is read in place (no `serde_json::Value`) by the EVTX reader, the JSON
+/// reader and the stored encoding's decoder: every record of the corpus gives the same event as
+/// reading its JSON as a value does.
+#[test]
+fn evtx_records_read_in_place_are_those_read_as_json_values() {
+    let Some(corpus) = corpus() else { return };
+    let source = Source::file("x");
+    let mut records = Vec::new();
+    for f in files(&corpus.join("evtx"), "evtx") {
+        let file = std::fs::File::open(&f).unwrap();
+        for item in nigehban_event::read::evtx::read_all(std::io::BufReader::new(file), source.clone()) {
+            if let Item::Event(e) = item {
+                records.push(e);
+            }
+        }
+    }
+    assert!(records.len() > 1000, "{} EVTX records", records.len());
+    let body: String = records.iter().map(|e| format!("{}\n", e.raw)).collect();
+    let read: Vec<Event> = read_text(Format::Json, std::io::Cursor::new(body.into_bytes()), source.clone())
+        .filter_map(|i| if let Item::Event(e) = i { Some(*e) } else { None })
+        .collect();
+    assert_eq!(read.len(), records.len());
+    for (line, (from_evtx, from_json)) in records.iter().zip(&read).enumerate() {
+        let value: serde_json::Value = serde_json::from_str(&from_evtx.raw).unwrap();
+        let slow = event_from_json(&value, from_evtx.raw.to_string(), &source, Position::Line(line as u64 + 1));
+        assert_eq!(from_evtx.fields(), slow.fields(), "{}", from_evtx.raw);
+        assert_eq!((from_evtx.timestamp, from_evtx.product), (slow.timestamp, slow.product));
+        assert_eq!(from_json.fields(), slow.fields(), "{}", from_evtx.raw);
+        assert_eq!(
+            (from_json.timestamp, from_json.product, from_json.format, &from_json.raw),
+            (slow.timestamp, slow.product, slow.format, &slow.raw)
+        );
+    }
+}

@@ -10,6 +10,7 @@ use std::sync::{Arc, OnceLock};
 
 use evtx::{EvtxChunkData, ParserSettings};
 
+use super::node::Node;
 use super::{Diagnostic, Item, windows};
 use crate::event::{Event, Position, Product, Source};
 
@@ -162,10 +163,9 @@ pub fn parse_chunk(chunk: RawChunk, source: &Arc<Source>, out: &mut Vec<Item>) {
                 continue;
             }
         };
-        match serde_json::from_str::<serde_json::Value>(&json) {
-            Ok(value) => {
-                let mut event = Event::new(source.clone(), position, Product::Windows, "evtx");
-                windows::from_evtx_json(&mut event, &value);
+        let mut event = Event::new(source.clone(), position, Product::Windows, "evtx");
+        match serde_json::from_str::<Node>(&json).map(|node| windows::from_evtx_node(&mut event, &node)) {
+            Ok(_) => {
                 event.raw = json.into_boxed_str();
                 out.push(Item::Event(Box::new(event)));
             }

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use serde_json::Value as Json;
 
+use super::node::Node;
 use super::{Diagnostic, Item, azure, cloudtrail, gcp, windows, zeek};
 use crate::event::{Event, Position, Product, Source};
 use crate::value::Value;
@@ -66,7 +67,10 @@ impl<R: BufRead> JsonReader<R> {
     /// ends within them.
     fn scan(&mut self, bytes: &[u8]) -> bool {
         let mut closed = false;
-        for &b in bytes {
+        let mut i = 0;
+        while i < bytes.len() {
+            let b = bytes[i];
+            i += 1;
             if self.in_string {
                 if self.escaped {
                     self.escaped = false;
@@ -74,6 +78,9 @@ impl<R: BufRead> JsonReader<R> {
                     self.escaped = true;
                 } else if b == b'"' {
                     self.in_string = false;
+                } else {
+                    // Most of a record is inside strings: jump to the next quote or escape.
+                    i = memchr::memchr2(b'"', b'\\', &bytes[i..]).map_or(bytes.len(), |n| i + n);
                 }
                 continue;
             }
@@ -99,7 +106,26 @@ impl<R: BufRead> JsonReader<R> {
         self.escaped = false;
     }
 
+    /// The object gathered, when it is the EVTX rendering of a Windows record: read in place
+    /// (see [`node`](super::node)). `None` for anything else, read the general way.
+    fn evtx_event(&self) -> Option<Event> {
+        if !evtx_rendering(&self.pending) {
+            return None;
+        }
+        let node = serde_json::from_slice::<Node>(&self.pending).ok()?;
+        let mut event = Event::new(self.source.clone(), Position::Line(self.pending_start), Product::Other, "json");
+        if !windows::from_evtx_node(&mut event, &node) {
+            return None;
+        }
+        event.raw = record_text(self.pending.trim_ascii()).into_boxed_str();
+        Some(event)
+    }
+
     fn finish_object(&mut self) -> Option<Item> {
+        if let Some(event) = self.evtx_event() {
+            self.reset_scan();
+            return Some(Item::Event(Box::new(event)));
+        }
         let start = self.pending_start;
         let parsed = serde_json::from_slice::<Json>(&self.pending);
         let raw_len = self.pending.len();
@@ -118,7 +144,7 @@ impl<R: BufRead> JsonReader<R> {
                 None
             }
             Ok(v @ Json::Object(_)) => {
-                let raw = String::from_utf8_lossy(self.pending.trim_ascii()).into_owned();
+                let raw = record_text(self.pending.trim_ascii());
                 Some(Item::Event(Box::new(event_from_json(&v, raw, &self.source, Position::Line(start)))))
             }
             Ok(other) => Some(self.diagnostic(start, format!("expected a JSON object, found {}", kind(&other)))),
@@ -127,6 +153,46 @@ impl<R: BufRead> JsonReader<R> {
         self.reset_scan();
         result
     }
+}
+
+/// A record's text. serde_json accepted it, so it is UTF-8 (checked again here, quickly).
+fn record_text(record: &[u8]) -> String {
+    match std::str::from_utf8(record) {
+        Ok(text) => text.to_owned(),
+        Err(_) => String::from_utf8_lossy(record).into_owned(),
+    }
+}
+
+/// Whether an object's text starts as the EVTX rendering of a Windows record does:
+/// `{"Event":` (the EVTX reader's output, and what `nigehban ingest` sends for EVTX files).
+fn evtx_rendering(text: &[u8]) -> bool {
+    let rest = text.trim_ascii_start().strip_prefix(b"{").unwrap_or_default().trim_ascii_start();
+    rest.starts_with(b"\"Event\"")
+}
+
+/// Reads one stored JSON record into an event, as the reader reads it (the EVTX rendering in
+/// place, anything else through `serde_json::Value`). `Ok(None)` when it is JSON but not an
+/// object.
+pub(crate) fn event_from_record(
+    raw: String,
+    source: &Arc<Source>,
+    position: Position,
+) -> Result<Option<Event>, serde_json::Error> {
+    if evtx_rendering(raw.as_bytes())
+        && let Ok(node) = serde_json::from_str::<Node>(&raw)
+    {
+        let mut event = Event::new(source.clone(), position, Product::Other, "json");
+        if windows::from_evtx_node(&mut event, &node) {
+            drop(node);
+            event.raw = raw.into_boxed_str();
+            return Ok(Some(event));
+        }
+    }
+    let json: Json = serde_json::from_str(&raw)?;
+    if !json.is_object() {
+        return Ok(None);
+    }
+    Ok(Some(event_from_json(&json, raw, source, position)))
 }
 
 /// Whether gathered text starts a `{"Records": [` / `{"records": [` wrapper, whose elements
@@ -362,6 +428,18 @@ mod tests {
         assert_eq!(ev.len(), 2);
         assert_eq!(ev[0].get("b.c"), Some(&Value::Int(1)));
         assert_eq!(ev[0].get("a"), Some(&Value::str("}{")));
+    }
+
+    #[test]
+    fn escapes_inside_strings_do_not_end_them() {
+        // A backslash at the end of a value, an escaped quote before braces, across lines.
+        let items = read("{\n  \"a\": \"x\\\\\",\n  \"b\": \"q\\\"}{\\\\\"\n}\n{\"c\": \"]\"}\n");
+        let ev = events(&items);
+        assert_eq!(ev.len(), 2, "{items:?}");
+        assert_eq!(ev[0].get("a"), Some(&Value::str("x\\")));
+        assert_eq!(ev[0].get("b"), Some(&Value::str("q\"}{\\")));
+        assert_eq!(ev[1].get("c"), Some(&Value::str("]")));
+        assert_eq!(ev[1].position, Position::Line(5));
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub mod enrich;
 pub mod evtx;
 pub mod gcp;
 pub mod json;
+mod node;
 mod postfix;
 mod proxmox;
 pub mod squid;

@@ -10,6 +10,7 @@
 
 use serde_json::{Map, Value as Json};
 
+use super::node::{self, Members, Node};
 use crate::event::{Event, Product};
 use crate::value::Value;
 
@@ -139,20 +140,7 @@ fn push_event_data(event: &mut Event, data: &Json, prefix: Option<&str>) {
         let value = match value {
             Json::Object(inner) if inner.contains_key("#text") => inner.get("#text").unwrap_or(&Json::Null),
             Json::Object(inner) => {
-                // A nested element: each leaf by its own name, and by its dotted path.
-                let path = match prefix {
-                    Some(p) => format!("{p}.{key}"),
-                    None => key.clone(),
-                };
-                let mut nested = Event::new(event.source.clone(), event.position, event.product, event.format);
-                for (k, v) in inner.iter().filter(|(k, _)| !k.starts_with('#')) {
-                    nested.push_json(&format!("{path}.{k}"), &element_value(v));
-                }
-                for f in nested.fields() {
-                    let leaf = f.name.rsplit('.').next().unwrap_or(&f.name);
-                    event.set_default(leaf, f.value.clone());
-                    event.set(f.name.clone(), f.value.clone());
-                }
+                push_nested(event, key, inner, prefix);
                 continue;
             }
             other => other,
@@ -161,6 +149,148 @@ fn push_event_data(event: &mut Event, data: &Json, prefix: Option<&str>) {
         // cleared") carries the cleared log's name as `Channel`, but the event itself is in
         // the System channel, and that is what routes it to rules.
         let v = Value::from_json(value);
+        if let Some(p) = prefix {
+            event.set(format!("{p}.{key}"), v.clone());
+        }
+        event.set_default(key, v);
+    }
+}
+
+/// A nested element of EventData / UserData: each leaf by its own name, and by its dotted path.
+fn push_nested(event: &mut Event, key: &str, inner: &Map<String, Json>, prefix: Option<&str>) {
+    let path = match prefix {
+        Some(p) => format!("{p}.{key}"),
+        None => key.to_owned(),
+    };
+    let mut nested = Event::new(event.source.clone(), event.position, event.product, event.format);
+    for (k, v) in inner.iter().filter(|(k, _)| !k.starts_with('#')) {
+        nested.push_json(&format!("{path}.{k}"), &element_value(v));
+    }
+    for f in nested.fields() {
+        let leaf = f.name.rsplit('.').next().unwrap_or(&f.name);
+        event.set_default(leaf, f.value.clone());
+        event.set(f.name.clone(), f.value.clone());
+    }
+}
+
+/// [`from_evtx_json`] over a [`Node`] read in place: the same fields, in the same order, without
+/// building a `serde_json::Value` of the record first.
+pub(crate) fn from_evtx_node(event: &mut Event, root: &Node<'_>) -> bool {
+    let Some(ev) = root.get("Event").and_then(Node::as_object) else {
+        return false;
+    };
+    event.product = Product::Windows;
+    if let Some(system) = node::member(ev, "System").and_then(Node::as_object) {
+        push_system_node(event, system);
+    }
+    if let Some(data) = node::member(ev, "EventData") {
+        push_event_data_node(event, data, None);
+    }
+    if let Some(Node::Object(user_data)) = node::member(ev, "UserData") {
+        for (name, inner) in user_data {
+            push_event_data_node(event, inner, Some(name));
+        }
+    }
+    true
+}
+
+fn node_attributes<'n, 'a>(value: &'n Node<'a>) -> Option<&'n Members<'a>> {
+    value.get("#attributes").and_then(Node::as_object)
+}
+
+/// [`push_system`] over a [`Node`].
+fn push_system_node(event: &mut Event, system: &Members<'_>) {
+    for (key, value) in system {
+        match &**key {
+            "Provider" => {
+                if let Some(attrs) = node_attributes(value) {
+                    for (k, v) in attrs {
+                        let name = match &**k {
+                            "Name" => "Provider_Name",
+                            "Guid" => "Provider_Guid",
+                            "EventSourceName" => "EventSourceName",
+                            _ => continue,
+                        };
+                        event.set(name, v.to_value());
+                    }
+                }
+            }
+            "TimeCreated" => {
+                if let Some(t) =
+                    node_attributes(value).and_then(|a| node::member(a, "SystemTime")).and_then(Node::as_str)
+                {
+                    event.timestamp = parse_windows_time(t);
+                    event.set("TimeCreated", Value::str(t));
+                }
+            }
+            "Execution" => {
+                if let Some(attrs) = node_attributes(value) {
+                    for (k, v) in attrs {
+                        event.set(format!("Execution_{k}"), v.to_value());
+                    }
+                }
+            }
+            "Security" => {
+                if let Some(uid) = node_attributes(value).and_then(|a| node::member(a, "UserID")) {
+                    event.set("UserID", uid.to_value());
+                }
+            }
+            "Correlation" => {
+                if let Some(attrs) = node_attributes(value) {
+                    for (k, v) in attrs {
+                        event.set(format!("Correlation_{k}"), v.to_value());
+                    }
+                }
+            }
+            _ => {
+                let v = match value {
+                    Node::Object(m) => match node::member(m, "#text") {
+                        Some(t) => t,
+                        None => continue,
+                    },
+                    other => other,
+                };
+                event.set(&**key, v.to_value());
+            }
+        }
+    }
+}
+
+/// [`push_event_data`] over a [`Node`]; a nested element (rare) goes through the JSON value.
+fn push_event_data_node(event: &mut Event, data: &Node<'_>, prefix: Option<&str>) {
+    let Node::Object(map) = data else {
+        if !data.is_null() {
+            event.set("Data", data.to_value());
+        }
+        return;
+    };
+    for (key, value) in map {
+        if key == "#attributes" {
+            continue;
+        }
+        if key.contains(' ') {
+            let compact: String = key.chars().filter(|c| *c != ' ').collect();
+            let v = match value {
+                Node::Object(inner) => node::member(inner, "#text"),
+                other => Some(other),
+            };
+            if let Some(v) = v.filter(|v| !v.is_null()) {
+                event.set_default(&compact, v.to_value());
+            }
+        }
+        let value = match value {
+            Node::Object(inner) if node::member(inner, "#text").is_some() => {
+                node::member(inner, "#text").unwrap_or(&node::NULL)
+            }
+            Node::Object(_) => {
+                if let Json::Object(inner) = value.to_json() {
+                    push_nested(event, key, &inner, prefix);
+                }
+                continue;
+            }
+            other => other,
+        };
+        let v = value.to_value();
         if let Some(p) = prefix {
             event.set(format!("{p}.{key}"), v.clone());
         }
@@ -277,6 +407,49 @@ mod tests {
 
     fn blank() -> Event {
         Event::new(Source::file("t"), Position::Line(1), Product::Other, "json")
+    }
+
+    /// Reads `text` both ways (in place and as a JSON value) and checks they agree.
+    fn read_both(text: &str) -> Event {
+        let (mut fast, mut slow) = (blank(), blank());
+        let node: Node = serde_json::from_str(text).unwrap();
+        let json: Json = serde_json::from_str(text).unwrap();
+        assert_eq!(from_evtx_node(&mut fast, &node), from_evtx_json(&mut slow, &json));
+        assert_eq!(fast.fields(), slow.fields(), "{text}");
+        assert_eq!((fast.timestamp, fast.product), (slow.timestamp, slow.product));
+        fast
+    }
+
+    #[test]
+    fn the_evtx_rendering_reads_the_same_in_place() {
+        let e = read_both(
+            r##"{"Event": {"#attributes": {"xmlns": "x"}, "System": {
+                "Provider": {"#attributes": {"Name": "Microsoft-Windows-Security-Auditing", "Guid": "{5}", "Other": 1}},
+                "EventID": {"#attributes": {"Qualifiers": 16384}, "#text": 4624}, "Version": 2, "Level": 0,
+                "TimeCreated": {"#attributes": {"SystemTime": "2024-05-01T10:00:00.123456Z"}},
+                "Execution": {"#attributes": {"ProcessID": 4, "ThreadID": 8}},
+                "Security": {"#attributes": {"UserID": "S-1-5-18"}}, "Security2": {"#attributes": {}},
+                "Correlation": {"#attributes": {"ActivityID": "{A}"}}, "Channel": "Security", "Computer": "dc1",
+                "EventID": 4625},
+              "EventData": {"#attributes": {"Name": "x"}, "SubjectUserName": "admin", "Threat Name": {"#text": "Eicar"},
+                "Path Name": {"#attributes": {"a": 1}}, "Empty": null, "List": ["a", 1, {"o": true}],
+                "Nested": {"Inner": {"#text": "v", "#attributes": {"k": 1}}, "Deeper": {"Leaf": [1, 2]}},
+                "Channel": "Application", "Big": 18446744073709551615, "F": 1.5}}}"##,
+        );
+        assert_eq!(e.get("EventID"), Some(&Value::Int(4625)));
+        assert_eq!(e.get("Channel"), Some(&Value::str("Security")));
+        assert_eq!(e.get("ThreatName"), Some(&Value::str("Eicar")));
+        assert_eq!(e.get("Inner"), Some(&Value::str("v")));
+        read_both(
+            r##"{"Event": {"System": {"EventID": 104}, "UserData": {"LogFileCleared": {"SubjectUserName": "u",
+            "Channel": "System", "X": {"Y": "z"}}, "Second": "text"}}}"##,
+        );
+        read_both(r##"{"Event": {"System": {"EventID": 1}, "EventData": {"Data": ["a", "b"], "Binary": "00"}}}"##);
+        read_both(r##"{"Event": {"System": {"EventID": 1}, "EventData": "just text"}}"##);
+        read_both(r##"{"Event": {"System": {"EventID": 1}, "EventData": ["a", {"b": 1}]}}"##);
+        read_both(r##"{"Event": {"EventData": null, "UserData": null}}"##);
+        read_both(r##"{"Event": 5}"##);
+        read_both(r##"{"Other": {}}"##);
     }
 
     #[test]
