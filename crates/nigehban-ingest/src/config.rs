@@ -1,35 +1,31 @@
-//! The sources' settings, as the server's TOML configuration holds them under `[ingest]`:
+//! The sources' settings, as the server's YAML configuration file (`--config`) holds them
+//! under `monitoring.ingest`:
 //!
-//! ```toml
-//! [ingest.orgs]
-//! default_org = "unassigned"              # optional: senders no network matches
-//! networks = [
-//!     { cidr = "10.1.0.0/16", org = "org-a" },
-//!     { cidr = "10.1.2.0/24", org = "org-b" },  # the most specific prefix wins
-//! ]
-//!
-//! [[ingest.syslog_udp]]
-//! listen = "0.0.0.0:514"
-//!
-//! [[ingest.syslog_tcp]]
-//! listen = "0.0.0.0:601"
-//! max_message_bytes = 65536
-//!
-//! [[ingest.syslog_tls]]
-//! listen = "0.0.0.0:6514"
-//! cert = "/etc/nigehban/syslog.crt"
-//! key = "/etc/nigehban/syslog.key"
-//! client_ca = "/etc/nigehban/devices-ca.crt"   # optional: require client certificates
-//! client_orgs = [
-//!     { name = "fw1.org-a.example", org = "org-a" },        # subject CN or DNS SAN
-//!     { sha256 = "3f:a1:…", org = "org-b" },                  # certificate fingerprint
-//! ]
-//!
-//! [[ingest.watch]]
-//! paths = ["/var/log/auth.log", "/data/zeek/current"]
-//! org = "org-a"
-//! suffix = ".log"
-//! state_file = "/var/lib/nigehban/watch-auth.json"
+//! ```yaml
+//! monitoring:
+//!   ingest:
+//!     orgs:
+//!       default_org: unassigned               # optional: senders no network matches
+//!       networks:
+//!         - {cidr: 10.1.0.0/16, org: org-a}
+//!         - {cidr: 10.1.2.0/24, org: org-b}   # the most specific prefix wins
+//!     syslog_udp:
+//!       - listen: 0.0.0.0:514
+//!     syslog_tcp:
+//!       - {listen: 0.0.0.0:601, max_message_bytes: 65536}
+//!     syslog_tls:
+//!       - listen: 0.0.0.0:6514
+//!         cert: /etc/nigehban/syslog.crt
+//!         key: /etc/nigehban/syslog.key
+//!         client_ca: /etc/nigehban/devices-ca.crt   # optional: require client certificates
+//!         client_orgs:
+//!           - {name: fw1.org-a.example, org: org-a}  # subject CN or DNS SAN
+//!           - {sha256: "3f:a1:…", org: org-b}        # certificate fingerprint
+//!     watch:
+//!       - paths: [/var/log/auth.log, /data/zeek/current]
+//!         org: org-a
+//!         suffix: .log
+//!         state_file: /var/lib/nigehban/watch-auth.json
 //! ```
 
 use std::net::SocketAddr;

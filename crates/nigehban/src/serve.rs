@@ -628,3 +628,32 @@ pub fn run(args: ServeArgs) -> anyhow::Result<std::process::ExitCode> {
     })?;
     Ok(std::process::ExitCode::SUCCESS)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The sources' settings as `nigehban-ingest`'s documentation shows them are what this
+    /// file's reader accepts.
+    #[test]
+    fn the_documented_ingest_settings_are_read() {
+        let source = include_str!("../../nigehban-ingest/src/config.rs");
+        let yaml: String = source
+            .lines()
+            .map_while(|l| l.strip_prefix("//!"))
+            .skip_while(|l| l.trim() != "```yaml")
+            .skip(1)
+            .take_while(|l| l.trim() != "```")
+            .map(|l| format!("{}\n", l.strip_prefix(' ').unwrap_or(l)))
+            .collect();
+        assert!(yaml.contains("syslog_tls"), "{yaml}");
+        let file: FileConfig = serde_saphyr::from_str(&yaml).unwrap();
+        let ingest = file.monitoring.unwrap_or_default().ingest;
+        assert_eq!(
+            (ingest.syslog_udp.len(), ingest.syslog_tcp.len(), ingest.syslog_tls.len(), ingest.watch.len()),
+            (1, 1, 1, 1)
+        );
+        assert_eq!(ingest.syslog_tls[0].client_orgs.len(), 2);
+        assert_eq!(ingest.watch[0].paths.len(), 2);
+    }
+}

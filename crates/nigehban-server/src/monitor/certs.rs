@@ -250,13 +250,14 @@ pub(crate) fn window_of(fields: &[(String, String)]) -> Option<(i64, i64)> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use nigehban_policy::OrgKind;
     use nigehban_store::OrgProfile;
 
     use super::*;
 
-    fn org(kind: OrgKind, short: &str, parents: &[Uuid]) -> Org {
+    /// An organisation of the tree, for tests.
+    pub(crate) fn org(kind: OrgKind, short: &str, parents: &[Uuid]) -> Org {
         Org {
             id: Uuid::now_v7(),
             kind,

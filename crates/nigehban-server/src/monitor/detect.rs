@@ -199,6 +199,12 @@ impl InFlight {
     }
 }
 
+/// After a failed commit: the streams as saved with the last commit that held, and detection
+/// going on again from its cursor.
+fn rolled_back(monitor: &Monitor, certs: &CertRules, committed: Option<&[u8]>, cursor: i64) -> (Streams, i64) {
+    (Streams::restore_with_certs(&monitor.detectors, certs, committed), cursor)
+}
+
 /// Runs until `shutdown` says stop. Errors are logged and the batch is tried again: the cursor
 /// only moves with a successful commit, and the streams' state is saved with it.
 pub(crate) async fn run(monitor: Arc<Monitor>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
@@ -256,8 +262,7 @@ pub(crate) async fn run(monitor: Arc<Monitor>, mut shutdown: tokio::sync::watch:
             if let Some(p) = in_flight.take()
                 && !p.finish(&monitor, &mut cursor, &mut committed).await
             {
-                streams = Streams::restore_with_certs(&monitor.detectors, &certs, committed.as_deref());
-                detected_to = cursor;
+                (streams, detected_to) = rolled_back(&monitor, &certs, committed.as_deref(), cursor);
                 pause(&mut shutdown, Duration::from_secs(1)).await;
                 continue;
             }
@@ -307,8 +312,7 @@ pub(crate) async fn run(monitor: Arc<Monitor>, mut shutdown: tokio::sync::watch:
             && !p.finish(&monitor, &mut cursor, &mut committed).await
         {
             // This batch was detected on top of a state that was not saved: both again.
-            streams = Streams::restore_with_certs(&monitor.detectors, &certs, committed.as_deref());
-            detected_to = cursor;
+            (streams, detected_to) = rolled_back(&monitor, &certs, committed.as_deref(), cursor);
             pause(&mut shutdown, Duration::from_secs(1)).await;
             continue;
         }
@@ -961,23 +965,9 @@ mod tests {
         }
     }
 
-    fn org(kind: nigehban_policy::OrgKind, short: &str, parents: &[Uuid]) -> nigehban_store::Org {
-        nigehban_store::Org {
-            id: Uuid::now_v7(),
-            kind,
-            name: short.to_owned(),
-            short_name: short.to_owned(),
-            sector: None,
-            province: None,
-            parents: parents.to_vec(),
-            profile: nigehban_store::OrgProfile::default(),
-            security_lead: None,
-            created_at: 0,
-        }
-    }
-
     #[test]
     fn a_cert_stream_correlates_its_constituency_and_is_saved_with_the_cursor() {
+        use super::super::certs::tests::org;
         use nigehban_policy::OrgKind;
 
         use crate::monitor::certs::CertSet;
