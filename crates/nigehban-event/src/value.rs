@@ -13,7 +13,10 @@ pub struct Text {
 impl Text {
     pub fn new(s: impl Into<Box<str>>) -> Self {
         let original: Box<str> = s.into();
-        let lower = if original.chars().any(char::is_uppercase) {
+        // Most values are ASCII: lowercased byte by byte (the same as `to_lowercase` for them).
+        let lower = if original.is_ascii() {
+            original.bytes().any(|b| b.is_ascii_uppercase()).then(|| original.to_ascii_lowercase().into_boxed_str())
+        } else if original.chars().any(char::is_uppercase) {
             Some(original.to_lowercase().into_boxed_str())
         } else {
             None
@@ -164,6 +167,9 @@ mod tests {
         let t = Text::new("C:\\Windows\\CMD.EXE");
         assert_eq!(t.as_str(), "C:\\Windows\\CMD.EXE");
         assert_eq!(t.lower(), "c:\\windows\\cmd.exe");
+        for s in ["ABC-xyz_09 ~", "ÄÖÜ Straße", "MiXeD ünïcode ΣΑΣ", "", "İstanbul"] {
+            assert_eq!(Text::new(s).lower(), s.to_lowercase(), "{s}");
+        }
     }
 
     #[test]
