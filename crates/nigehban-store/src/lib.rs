@@ -41,7 +41,7 @@ pub use auth::{ApiToken, NewToken, Session};
 pub use auth_cache::DEFAULT_AUTH_CACHE_TTL;
 pub use monitoring::{
     Alert, AlertDetails, AlertHit, AlertStatus, CursorUpdate, EventPage, EventQuery, Evidence, MAX_EVIDENCE, NewEvent,
-    StoredEvent,
+    StoredEvent, TIME_SPAN_MICROS,
 };
 pub use notify::{ClaimedNotification, FailOutcome, Finished, NotificationRecord, NotificationState, NotifyRetry};
 pub use objects::{NewObject, Object, ObjectFilter, ObjectUpdate};
@@ -336,6 +336,28 @@ mod tests {
         let (lean,): (bool,) =
             sqlx::query_as("SELECT sqlite_compileoption_used('DEFAULT_MEMSTATUS=0')").fetch_one(read).await.unwrap();
         assert!(lean, "LIBSQLITE3_FLAGS from .cargo/config.toml did not reach the SQLite build");
+        store.close().await;
+    }
+
+    /// The time-span expression the queries write is the one `events_org_span` indexes (the
+    /// planner matches it as written): a window is a seek in the index, in its order.
+    #[tokio::test]
+    async fn the_span_expression_is_the_indexed_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_sqlite(dir.path()).await.unwrap();
+        let Backend::Sqlite { read, .. } = &store.backend else { unreachable!() };
+        assert_eq!(monitoring::SPAN_OF_TS, format!("e.ts / {}", monitoring::TIME_SPAN_MICROS));
+        let span = monitoring::SPAN_OF_TS;
+        let plan: Vec<(i64, i64, i64, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "EXPLAIN QUERY PLAN SELECT id FROM events e WHERE e.org_id = x'00' AND {span} >= 1 AND {span} <= 9 \
+             AND e.ts >= 1 AND e.ts < 99 ORDER BY {span}, e.id"
+        )))
+        .fetch_all(read)
+        .await
+        .unwrap();
+        let plan: Vec<&str> = plan.iter().map(|r| r.3.as_str()).collect();
+        assert_eq!(plan.len(), 1, "{plan:?}");
+        assert!(plan[0].contains("USING INDEX events_org_span (org_id=? AND <expr>>? AND <expr><?)"), "{plan:?}");
         store.close().await;
     }
 }

@@ -3,8 +3,8 @@
 //!
 //! **The hunt** is a row of `retrohunts` with its definition, window, status and progress, so
 //! the list survives a restart. The server reads the window's events through
-//! [`Store::retrohunt_events`], one organisation at a time in event-time order and a page at a
-//! time, scoped by the requester's read scope like [`Store::search_events`] (and re-checked with
+//! [`Store::retrohunt_events`], one organisation at a time in event-time order (to within a
+//! 4.5-minute span, see there) and a page at a time, scoped by the requester's read scope like [`Store::search_events`] (and re-checked with
 //! [`can`]), detects them and folds what it finds into alerts with
 //! [`Store::commit_detections`].
 //!
@@ -28,7 +28,7 @@ use sqlx::QueryBuilder;
 use uuid::Uuid;
 
 use crate::audit::{AuditEntry, append_audit};
-use crate::monitoring::{Alert, StoredEvent};
+use crate::monitoring::{Alert, SPAN_OF_TS, StoredEvent, push_time_window, span_of};
 use crate::objects::push_id;
 use crate::{Actor, Page, Result, Store, StoreError, new_id, now_micros, on_read, on_write};
 
@@ -254,16 +254,26 @@ impl TryFrom<HuntRow> for RetroHunt {
     }
 }
 
-/// One page of a retro-hunt's read of one organisation's events, in event-time order.
+/// One page of a retro-hunt's read of one organisation's events, in event-time order (by
+/// time span, then within the page; see [`Store::retrohunt_events`]).
 #[derive(Debug, Clone)]
 pub struct RetroHuntRead {
     pub org: Uuid,
     /// Event time, µs: `from` inclusive, `to` exclusive.
     pub from: i64,
     pub to: i64,
-    /// The (event time, id) of the last event of the previous page.
+    /// The (event time, id) of the last event the previous page read (as that page returned it).
     pub after: Option<(i64, i64)>,
     pub limit: u32,
+}
+
+/// Which spans a page of [`Store::retrohunt_events`] reads.
+#[derive(Clone, Copy)]
+enum Spans {
+    /// The rest of a span, after an id.
+    RestOf(i64, i64),
+    /// The spans after one (all, when none).
+    After(Option<i64>),
 }
 
 /// How a retro-hunt relates to an alert it found.
@@ -580,7 +590,8 @@ impl Store {
                 qb.push(if i == 0 { "" } else { ", " });
                 push_id(&mut qb, d, Some(*o));
             }
-            qb.push(") AND e.ts >= ").push_bind(from).push(" AND e.ts < ").push_bind(to);
+            qb.push(")");
+            push_time_window(&mut qb, Some(from), Some(to));
             qb.build_query_as().fetch_one(pool).await?
         });
         Ok(n)
@@ -591,8 +602,10 @@ impl Store {
     /// re-checked with [`can`]. Nothing when the organisation is outside the scope. Events
     /// without an event time are not in any window.
     ///
-    /// Returns the events `who` may read and the (time, id) of the last row read (the next
-    /// page's `after`), `None` at the end.
+    /// Pages follow the index (`events_org_span`): by time span (2^28 µs, about 4.5 minutes),
+    /// within a span by id; each page is then put in (time, id) order. Returns the events `who`
+    /// may read and the (time, id) of the last row read in the index's order (the next page's
+    /// `after`), `None` at the end.
     pub async fn retrohunt_events(
         &self,
         who: &Principal,
@@ -603,36 +616,59 @@ impl Store {
             return Ok((Vec::new(), None));
         }
         let limit = i64::from(q.limit.clamp(1, 20_000));
-        let rows: Vec<StoredEvent> = on_read!(self, pool, d => {
-            let mut qb = QueryBuilder::new(
-                "SELECT id, org_id, tlp, received_at, ts, source, dataset, host, record FROM events e \
-                 WHERE e.org_id = ",
-            );
-            push_id(&mut qb, d, Some(q.org));
-            qb.push(" AND e.tlp <> 'RED' AND e.ts < ").push_bind(q.to);
-            match q.after {
-                // Keyset: after (time, id); the index bounds the time, ties are few.
-                Some((ts, id)) => {
-                    qb.push(" AND e.ts >= ").push_bind(ts.max(q.from));
-                    qb.push(" AND (e.ts > ").push_bind(ts).push(" OR e.id > ").push_bind(id).push(")");
+        // In the index's order, (span, id): the rest of the last page's span, then the spans
+        // after it. Each of the two reads is a seek in `events_org_span`; neither sorts.
+        let after = q.after.map(|(ts, id)| (span_of(ts), id));
+        let mut rows: Vec<StoredEvent> = on_read!(self, pool, d => {
+            let page = |spans: Spans, limit: i64| {
+                let mut qb = QueryBuilder::new(
+                    "SELECT id, org_id, tlp, received_at, ts, source, dataset, host, record FROM events e \
+                     WHERE e.org_id = ",
+                );
+                push_id(&mut qb, d, Some(q.org));
+                qb.push(" AND e.tlp <> 'RED'");
+                match spans {
+                    Spans::RestOf(span, id) => {
+                        qb.push(format_args!(" AND {SPAN_OF_TS} = ")).push_bind(span);
+                        qb.push(" AND e.id > ").push_bind(id);
+                        qb.push(" AND e.ts >= ").push_bind(q.from).push(" AND e.ts < ").push_bind(q.to);
+                        qb.push(format_args!(" ORDER BY e.id LIMIT {limit}"));
+                    }
+                    Spans::After(span) => {
+                        if let Some(span) = span {
+                            qb.push(format_args!(" AND {SPAN_OF_TS} > ")).push_bind(span);
+                        }
+                        push_time_window(&mut qb, Some(q.from), Some(q.to));
+                        qb.push(format_args!(" ORDER BY {SPAN_OF_TS}, e.id LIMIT {limit}"));
+                    }
                 }
-                None => {
-                    qb.push(" AND e.ts >= ").push_bind(q.from);
-                }
-            }
-            qb.push(format_args!(" ORDER BY e.ts, e.id LIMIT {limit}"));
+                qb
+            };
             let mut tx = pool.begin().await?;
             if d == crate::Dialect::Postgres {
                 // A plan for these values: the generic plan (the pool's setting) guesses a few
-                // rows, and sorts the whole rest of the window for every page; with the values,
-                // PostgreSQL walks events_org_ts in time order (an incremental sort for ties).
+                // rows and may sort the whole rest of the window for every page; with the
+                // values, PostgreSQL walks events_org_span in its order.
                 sqlx::query("SET LOCAL plan_cache_mode = force_custom_plan").execute(&mut *tx).await?;
             }
-            let rows = qb.build_query_as().fetch_all(&mut *tx).await?;
+            let mut rows: Vec<StoredEvent> = Vec::new();
+            if let Some((span, id)) = after {
+                rows = page(Spans::RestOf(span, id), limit).build_query_as().fetch_all(&mut *tx).await?;
+            }
+            let rest = limit - rows.len() as i64;
+            if rest > 0 {
+                let more: Vec<StoredEvent> =
+                    page(Spans::After(after.map(|(s, _)| s)), rest).build_query_as().fetch_all(&mut *tx).await?;
+                rows.extend(more);
+            }
             tx.commit().await?;
             rows
         });
         let last = if rows.len() as i64 == limit { rows.last().and_then(|e| e.ts.map(|t| (t, e.id))) } else { None };
+        // Within the page, in time order (ties by id): across pages the order is that of the
+        // spans, so events of one span split over two pages are out of order by less than a
+        // span (about 4.5 minutes), inside detection's default lateness (5 minutes).
+        rows.sort_by_key(|e| (e.ts, e.id));
         let items = rows
             .into_iter()
             .filter(|e| {

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use nigehban_policy::{OrgKind, Principal, Role, Tlp};
 use nigehban_store::{
     Actor, AlertHit, AuditQuery, CursorUpdate, Evidence, NewEvent, NewRetroHunt, RetroHuntProgress, RetroHuntRead,
-    RetroHuntRelation, RetroHuntStatus, retrohunt_cursor,
+    RetroHuntRelation, RetroHuntStatus, TIME_SPAN_MICROS, retrohunt_cursor,
 };
 use uuid::Uuid;
 
@@ -90,24 +90,15 @@ async fn the_window_is_read_per_organisation_in_time_order_within_the_read_scope
         assert_eq!(s.count_retrohunt_events(&lead, &tree, &[m, m2], 0, 10_000).await.unwrap(), 25);
         assert_eq!(s.count_retrohunt_events(&analyst, &tree, &[m, m2], 0, 10_000).await.unwrap(), 28);
 
-        // Pages of 10 in (time, id) order, every event once.
-        let mut seen = Vec::new();
-        let mut after = None;
-        loop {
-            let read = RetroHuntRead { org: m, from: 0, to: 10_000, after, limit: 10 };
-            let (events, next) = s.retrohunt_events(&lead, &tree, &read).await.unwrap();
-            assert!(events.len() <= 10);
-            seen.extend(events.iter().map(|e| (e.ts.unwrap(), e.id)));
-            match next {
-                Some(n) => after = Some(n),
-                None => break,
-            }
-        }
+        // Pages of 10; within one time span (these are all in the first), each page in (time,
+        // id) order, every event once.
+        let pages = read_all(s, &lead, &tree, m, 0, 10_000, 10).await;
+        let seen: Vec<(i64, i64)> = pages.concat();
         assert_eq!(seen.len(), 25, "{seen:?}");
-        let mut sorted = seen.clone();
-        sorted.sort();
-        assert_eq!(seen, sorted, "time order, ties by id");
         assert_eq!(seen.iter().collect::<HashSet<_>>().len(), 25);
+        for page in &pages {
+            assert!(page.is_sorted(), "a page in (time, id) order: {page:?}");
+        }
 
         // Another ministry's events are simply not read by the lead; its CERT reads them.
         let read = RetroHuntRead { org: m2, from: 0, to: 10_000, after: None, limit: 10 };
@@ -116,6 +107,80 @@ async fn the_window_is_read_per_organisation_in_time_order_within_the_read_scope
         let reporter = Principal { user: None, org: m, role: Role::OrgReporter, scopes: None };
         let read = RetroHuntRead { org: m, ..read };
         assert!(s.retrohunt_events(&reporter, &tree, &read).await.unwrap().0.is_empty());
+    }
+    b.cleanup().await;
+}
+
+/// Every page of `org`'s window, as (time, id) of the events read.
+async fn read_all(
+    s: &nigehban_store::Store,
+    who: &Principal,
+    tree: &nigehban_policy::Tree,
+    org: Uuid,
+    from: i64,
+    to: i64,
+    limit: u32,
+) -> Vec<Vec<(i64, i64)>> {
+    let mut pages = Vec::new();
+    let mut after = None;
+    loop {
+        let read = RetroHuntRead { org, from, to, after, limit };
+        let (events, next) = s.retrohunt_events(who, tree, &read).await.unwrap();
+        assert!(events.len() <= limit as usize);
+        pages.push(events.iter().map(|e| (e.ts.unwrap(), e.id)).collect());
+        match next {
+            Some(n) => after = Some(n),
+            None => break,
+        }
+        assert!(pages.len() < 10_000, "the pages do not end");
+    }
+    pages
+}
+
+/// Events are indexed by time span: a window over several spans, stored out of order, is read
+/// whole and once, span after span, each page in time order; the window's bounds are exact
+/// inside a span; events of one span split over two pages are apart by less than a span.
+#[tokio::test]
+async fn a_window_over_many_time_spans_is_read_span_after_span() {
+    const W: i64 = TIME_SPAN_MICROS;
+    let b = Backends::new().await;
+    for s in &b.stores {
+        let n = org(s, OrgKind::National, "ncert", &[]).await;
+        let p = org(s, OrgKind::ProvincialCert, "pcert", &[n]).await;
+        let m = org(s, OrgKind::Organisation, "ministry", &[p]).await;
+        let lead = user(s, m, "lead", Role::OrgSecurityLead).await;
+        let tree = s.tree().await.unwrap();
+        let lead = Principal { user: Some(lead), org: m, role: Role::OrgSecurityLead, scopes: None };
+
+        // 8 spans, a third of a span apart, in a scrambled order, with ties; two batches.
+        let base = 1_700_000_000_000_000 / W * W;
+        let times: Vec<i64> = (0..200).map(|i: i64| base + (i * 37 % 200) / 8 * (W / 3) + (i % 3) * 1_000).collect();
+        let (first, second) = times.split_at(120);
+        for part in [first, second] {
+            let batch: Vec<NewEvent> = part.iter().map(|t| event(m, *t, Tlp::Amber)).collect();
+            s.append_events(&batch, None).await.unwrap();
+        }
+        // From and to inside spans (exclusive end): what is in the window, by the times.
+        let (from, to) = (base + W + W / 2, base + 6 * W + W / 4);
+        let expected = times.iter().filter(|t| (from..to).contains(*t)).count();
+        assert!(expected > 50 && expected < 200);
+        assert_eq!(s.count_retrohunt_events(&lead, &tree, &[m], from, to).await.unwrap() as usize, expected);
+
+        for limit in [7, 30, 20_000] {
+            let pages = read_all(s, &lead, &tree, m, from, to, limit).await;
+            let seen: Vec<(i64, i64)> = pages.concat();
+            assert_eq!(seen.len(), expected, "limit {limit}");
+            assert_eq!(seen.iter().map(|(_, id)| id).collect::<HashSet<_>>().len(), expected, "each once");
+            assert!(seen.iter().all(|(t, _)| (from..to).contains(t)));
+            for page in &pages {
+                assert!(page.is_sorted(), "a page in (time, id) order: {page:?}");
+            }
+            for pair in seen.windows(2) {
+                let (a, b) = (pair[0].0, pair[1].0);
+                assert!(b > a - W, "out of order by more than a span: {a} then {b}");
+                assert!(a / W <= b / W, "spans in order: {a} then {b}");
+            }
+        }
     }
     b.cleanup().await;
 }
