@@ -123,7 +123,7 @@ impl Framer {
                 }
                 State::Line => {
                     let room = self.max - self.buf.len();
-                    match data.iter().position(|b| matches!(b, b'\n' | 0)) {
+                    match memchr::memchr2(b'\n', 0, data) {
                         Some(end) => {
                             if end > room {
                                 self.buf.extend_from_slice(&data[..room]);
@@ -150,7 +150,7 @@ impl Framer {
                         }
                     }
                 }
-                State::SkipLine => match data.iter().position(|b| matches!(b, b'\n' | 0)) {
+                State::SkipLine => match memchr::memchr2(b'\n', 0, data) {
                     Some(end) => {
                         data = &data[end + 1..];
                         self.state = State::Start;

@@ -6,6 +6,7 @@
 //! resend what was not stored.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt};
@@ -23,8 +24,47 @@ const READ_CHUNK: usize = 64 * 1024;
 
 /// A batch takes what a connection has ready, up to this many bytes (plus one message held by
 /// the framer): a sender that waited for the last batch's ack has its next messages in the
-/// socket's buffer, and one batch of them is one transaction instead of many.
-const GATHER_BYTES: usize = 1024 * 1024;
+/// socket's buffer, and one batch of them is one transaction instead of many (measured: 1 MiB
+/// batches kept a 4-connection load at 43k events/s, 4 MiB ones at 60k; BENCHMARKS.md).
+const GATHER_BYTES: usize = 4 * 1024 * 1024;
+
+/// Bytes all connections of one listener may hold gathered beyond their first read, until
+/// their batches are acknowledged: with many busy senders, each gathers less, so that memory
+/// stays bounded (a connection always takes one read, `READ_CHUNK`, and one message).
+const GATHER_BUDGET: usize = 64 * 1024 * 1024;
+
+/// The gathered bytes a connection holds against its listener's [`GATHER_BUDGET`], given back
+/// when dropped (the batch acknowledged, or the connection gone).
+struct Gathered<'a> {
+    shared: &'a AtomicUsize,
+    held: usize,
+}
+
+impl<'a> Gathered<'a> {
+    fn new(shared: &'a AtomicUsize) -> Self {
+        Gathered { shared, held: 0 }
+    }
+
+    /// Takes `n` bytes from the budget if it has them.
+    fn take(&mut self, n: usize) -> bool {
+        let taken = self
+            .shared
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                used.checked_add(n).filter(|&total| total <= GATHER_BUDGET)
+            })
+            .is_ok();
+        if taken {
+            self.held += n;
+        }
+        taken
+    }
+}
+
+impl Drop for Gathered<'_> {
+    fn drop(&mut self) {
+        self.shared.fetch_sub(self.held, Ordering::AcqRel);
+    }
+}
 
 /// What a connection handler needs besides the stream.
 pub(crate) struct Connection {
@@ -36,6 +76,8 @@ pub(crate) struct Connection {
     pub tx: mpsc::Sender<RawBatch>,
     pub metrics: Arc<IngestMetrics>,
     pub shutdown: Shutdown,
+    /// Bytes the listener's connections hold gathered (see [`GATHER_BUDGET`]).
+    pub gathering: Arc<AtomicUsize>,
 }
 
 /// Binds `config.listen` and starts accepting. Senders are mapped to organisations by
@@ -55,6 +97,7 @@ pub async fn spawn_syslog_tcp(
     let format = syslog_format_hint(&config.format);
     let max_message = config.max_message_bytes;
     let idle_timeout = Duration::from_secs(config.idle_timeout_secs.max(1));
+    let gathering = Arc::new(AtomicUsize::new(0));
     let task = tokio::spawn(async move {
         loop {
             let (stream, peer) = tokio::select! {
@@ -90,6 +133,7 @@ pub async fn spawn_syslog_tcp(
                 tx: tx.clone(),
                 metrics: metrics.clone(),
                 shutdown: shutdown.clone(),
+                gathering: gathering.clone(),
             };
             tokio::spawn(async move {
                 serve_connection(stream, conn).await;
@@ -105,6 +149,7 @@ pub(crate) async fn serve_connection<S: AsyncRead + Unpin>(mut stream: S, mut co
     conn.metrics.connection_opened(conn.kind);
     let mut framer = Framer::new(conn.max_message);
     let mut chunk = vec![0u8; READ_CHUNK];
+    let gathering = conn.gathering.clone();
     loop {
         let read = tokio::select! {
             biased;
@@ -126,10 +171,11 @@ pub(crate) async fn serve_connection<S: AsyncRead + Unpin>(mut stream: S, mut co
         let outcome = if n == 0 { framer.finish(&mut records) } else { framer.push(&chunk[..n], &mut records) };
         count(&conn, outcome);
         // What else is ready now, without waiting (a read that is not ready is dropped
-        // unstarted: nothing is lost).
+        // unstarted: nothing is lost), while the listener's budget allows.
         let mut ended = n == 0;
         let mut gathered = n;
-        while !ended && gathered < GATHER_BYTES {
+        let mut budget = Gathered::new(&gathering);
+        while !ended && gathered < GATHER_BYTES && budget.take(READ_CHUNK) {
             match tokio::time::timeout(Duration::ZERO, stream.read(&mut chunk)).await {
                 Ok(Ok(0)) | Ok(Err(_)) => {
                     ended = true;
@@ -145,6 +191,7 @@ pub(crate) async fn serve_connection<S: AsyncRead + Unpin>(mut stream: S, mut co
         if !records.is_empty() && !send_and_wait(&mut conn, records).await {
             break;
         }
+        drop(budget);
         if ended {
             break;
         }
@@ -192,5 +239,28 @@ async fn send_and_wait(conn: &mut Connection, records: Vec<bytes::Bytes>) -> boo
             tracing::warn!(message = "Batch dropped by the server without an answer; closing the connection.", source = %conn.origin.source);
             false
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connections_share_the_gather_budget_and_give_it_back() {
+        let shared = AtomicUsize::new(0);
+        let mut a = Gathered::new(&shared);
+        let mut b = Gathered::new(&shared);
+        let mut taken = 0;
+        while a.take(READ_CHUNK) {
+            taken += READ_CHUNK;
+        }
+        assert_eq!(taken, GATHER_BUDGET, "one connection may take the whole budget");
+        assert!(!b.take(1), "none is left for another");
+        drop(a);
+        assert_eq!(shared.load(Ordering::Acquire), 0);
+        assert!(b.take(READ_CHUNK), "given back when the batch is acknowledged");
+        drop(b);
+        assert_eq!(shared.load(Ordering::Acquire), 0);
     }
 }

@@ -44,6 +44,7 @@ pub async fn spawn_syslog_tls(
     let max_message = config.max_message_bytes;
     let idle_timeout = Duration::from_secs(config.idle_timeout_secs.max(1));
     let handshake_timeout = Duration::from_secs(config.handshake_timeout_secs.max(1));
+    let gathering = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let task = tokio::spawn(async move {
         loop {
             let (stream, peer) = tokio::select! {
@@ -80,6 +81,7 @@ pub async fn spawn_syslog_tls(
             let acceptor = acceptor.clone();
             let client_orgs = client_orgs.clone();
             let (tx, metrics, shutdown, format) = (tx.clone(), metrics.clone(), shutdown.clone(), format.clone());
+            let gathering = gathering.clone();
             tokio::spawn(async move {
                 let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
                     Ok(Ok(tls)) => tls,
@@ -128,6 +130,7 @@ pub async fn spawn_syslog_tls(
                     tx,
                     metrics,
                     shutdown,
+                    gathering,
                 };
                 serve_connection(tls, conn).await;
                 drop(permit);
