@@ -49,7 +49,7 @@ pub use orgs::{NewOrg, Org, OrgProfile, OrgUpdate};
 pub use retrohunt::{
     NewRetroHunt, RetroHunt, RetroHuntProgress, RetroHuntRead, RetroHuntRelation, RetroHuntStatus, retrohunt_cursor,
 };
-pub use scaleout::{Fence, Lease, SLOTS, slot_cursor, slot_of};
+pub use scaleout::{CERT_CURSOR, CERT_LANE, Fence, Lease, SLOTS, slot_cursor, slot_of};
 pub use users::{NewUser, User, UserUpdate};
 
 /// What went wrong in the store.

@@ -514,7 +514,7 @@ impl Store {
         loop {
             let n = on_write!(self, pool, d => {
                 let sql = if d == crate::Dialect::Sqlite {
-                    // Without statistics SQLite would take the (org, time) index for `org_id = ?`
+                    // Without statistics SQLite would take the (org, time span) index for `org_id = ?`
                     // and read every event of the organisation.
                     "DELETE FROM events WHERE id IN (SELECT id FROM events INDEXED BY events_received \
                      WHERE received_at < $2 AND org_id = $1 AND id < $3 LIMIT $4)"

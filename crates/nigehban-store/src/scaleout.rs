@@ -10,6 +10,11 @@
 //! their leases expire; another node claims them (a new epoch), restores the state saved with
 //! the slot's cursor and goes on from its position, so an event is counted once whatever
 //! happens to the nodes.
+//!
+//! **The CERT lane.** Rules owned by CERTs correlate the events of many organisations, which
+//! are in many slots; they run in a lane of their own: one more lease ([`CERT_LANE`], claimed
+//! with [`Store::cert_lane_lease`]) held by one node at a time, which follows the whole log with
+//! the cursor [`CERT_CURSOR`] and commits with the same fence.
 
 use uuid::Uuid;
 
@@ -24,6 +29,12 @@ pub const SLOTS: i16 = 32;
 pub fn slot_of(org: Uuid) -> i16 {
     i16::from(org.as_bytes()[15]) % SLOTS
 }
+
+/// The lease of the CERT lane (after the slots' leases, which are `0..SLOTS`).
+pub const CERT_LANE: i16 = SLOTS;
+
+/// The CERT lane's cursor: its position in the whole log, and the CERTs' saved streams.
+pub const CERT_CURSOR: &str = "detect.cert";
 
 /// The name of a slot's detection cursor.
 pub fn slot_cursor(slot: i16) -> String {
@@ -150,12 +161,15 @@ impl Store {
             });
             qb.push(" ON CONFLICT (slot) DO NOTHING");
             qb.build().execute(&mut *tx).await?;
+            // The CERT lane's lease is renewed by its own call, not shared out with the slots.
             let mut held: Vec<(i16, i64)> = sqlx::query_as(
-                "UPDATE detect_leases SET expires_at = $1 WHERE holder = $2 AND expires_at > $3 RETURNING slot, epoch",
+                "UPDATE detect_leases SET expires_at = $1 WHERE holder = $2 AND expires_at > $3 AND slot < $4 \
+                 RETURNING slot, epoch",
             )
             .bind(until)
             .bind(node)
             .bind(now)
+            .bind(SLOTS)
             .fetch_all(&mut *tx)
             .await?;
             held.sort_unstable();
@@ -169,9 +183,10 @@ impl Store {
             }
             if held.len() < target {
                 let free: Vec<(i16,)> = sqlx::query_as(
-                    "SELECT slot FROM detect_leases WHERE holder IS NULL OR expires_at <= $1 ORDER BY slot",
+                    "SELECT slot FROM detect_leases WHERE (holder IS NULL OR expires_at <= $1) AND slot < $2 ORDER BY slot",
                 )
                 .bind(now)
+                .bind(SLOTS)
                 .fetch_all(&mut *tx)
                 .await?;
                 for (slot,) in free {
@@ -200,7 +215,50 @@ impl Store {
         })
     }
 
-    /// Who holds each slot's lease (`None`: nobody, or expired), with the lease's epoch.
+    /// Renews `node`'s lease on the CERT lane, or claims it when nobody holds it (or its
+    /// holder's lease expired: a new epoch, and the caller reads the lane's state afresh).
+    /// `None` while another node holds it.
+    pub async fn cert_lane_lease(&self, node: &str, ttl_micros: i64) -> Result<Option<Lease>> {
+        let now = now_micros();
+        let until = now.saturating_add(ttl_micros);
+        on_write!(self, pool, _d => {
+            let mut tx = pool.begin().await?;
+            sqlx::query("INSERT INTO detect_leases (slot) VALUES ($1) ON CONFLICT (slot) DO NOTHING")
+                .bind(CERT_LANE)
+                .execute(&mut *tx)
+                .await?;
+            let renewed: Option<(i64,)> = sqlx::query_as(
+                "UPDATE detect_leases SET expires_at = $1 WHERE slot = $2 AND holder = $3 AND expires_at > $4 \
+                 RETURNING epoch",
+            )
+            .bind(until)
+            .bind(CERT_LANE)
+            .bind(node)
+            .bind(now)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let held = match renewed {
+                Some(r) => Some(r),
+                None => {
+                    sqlx::query_as(
+                        "UPDATE detect_leases SET holder = $1, epoch = epoch + 1, expires_at = $2 \
+                         WHERE slot = $3 AND (holder IS NULL OR expires_at <= $4) RETURNING epoch",
+                    )
+                    .bind(node)
+                    .bind(until)
+                    .bind(CERT_LANE)
+                    .bind(now)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                }
+            };
+            tx.commit().await?;
+            Ok(held.map(|(epoch,)| Lease { slot: CERT_LANE, epoch }))
+        })
+    }
+
+    /// Who holds each slot's lease (`None`: nobody, or expired), with the lease's epoch (the
+    /// CERT lane's too, as slot [`CERT_LANE`], once a node has claimed it).
     pub async fn detect_lease_holders(&self) -> Result<Vec<(i16, Option<String>, i64)>> {
         let now = now_micros();
         let rows: Vec<(i16, Option<String>, i64, i64)> = on_read!(self, pool => {

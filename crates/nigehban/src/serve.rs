@@ -405,13 +405,9 @@ pub async fn start_monitoring(
         nigehban_detect::DetectorSet::new()
     };
     let mut config = setup.config;
-    if node.detect && node.bus.is_some() && !setup.cert_rules.is_empty() {
-        // A CERT's stream needs the events of every slot; slot workers see only theirs.
-        tracing::warn!(
-            message =
-                "monitoring.cert_rules is not run in the scale-out mode yet; CERT rules are ignored on this node."
-        );
-    } else if node.detect {
+    if node.detect {
+        // Embedded: with the organisations' rules, in the one worker. Scale-out: in the CERT
+        // lane, which one detection node runs at a time over the whole log.
         config.cert_rules = load_cert_rules(&state.store, &setup.cert_rules).await?;
     }
     let ingest = node.ingest;

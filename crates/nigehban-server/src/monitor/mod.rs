@@ -19,9 +19,11 @@
 //! The scale-out mode ([`Node`] with a bus, on PostgreSQL): ingest nodes parse and publish on
 //! the bus (`batch`), answering once the bus has the events; detection nodes store what the
 //! bus carries in the event log, once per batch (`persist`), and detect over the slots of the
-//! log whose leases they hold (`slots`), with the same detection code as the embedded worker.
+//! log whose leases they hold (`slots`), with the same detection code as the embedded worker;
+//! the rules owned by CERTs run over the whole log in a lane of their own (`certlane`).
 
 pub(crate) mod batch;
+pub(crate) mod certlane;
 pub mod certs;
 pub mod demo_stream;
 pub(crate) mod detect;
@@ -504,6 +506,9 @@ impl Monitor {
             Some(bus) if self.node.detect => {
                 tasks.push(tokio::spawn(persist::run(self.clone(), bus.clone(), shutdown.clone())));
                 tasks.push(tokio::spawn(slots::run(self.clone(), shutdown.clone())));
+                if !self.config.cert_rules.is_empty() {
+                    tasks.push(tokio::spawn(certlane::run(self.clone(), shutdown.clone())));
+                }
             }
             Some(_) => {}
         }

@@ -31,12 +31,20 @@ pub(crate) async fn sweep(monitor: &Monitor) -> Result<u64, nigehban_store::Stor
     let now = jiff::Timestamp::now().as_microsecond();
     // Events at or after the detection cursor wait for detection: they are never deleted.
     let embedded_keep_from = monitor.detected.load(Ordering::Relaxed) + 1;
+    // Scale-out with CERT rules: the CERT lane follows the whole log, and keeps what it has
+    // not passed.
+    let lane_keep_from = if monitor.node.bus.is_some() && !monitor.config.cert_rules.is_empty() {
+        Some(monitor.store.cursor(nigehban_store::CERT_CURSOR).await?.map_or(0, |(p, _)| p) + 1)
+    } else {
+        None
+    };
     let mut deleted = 0;
     for org in monitor.store.orgs().await? {
         let keep_from = if monitor.node.bus.is_some() {
             // Scale-out: the cursor of the organisation's slot.
             let cursor = monitor.store.cursor(&nigehban_store::slot_cursor(nigehban_store::slot_of(org.id))).await?;
-            cursor.map_or(0, |(p, _)| p) + 1
+            let slot_keep_from = cursor.map_or(0, |(p, _)| p) + 1;
+            lane_keep_from.map_or(slot_keep_from, |lane| lane.min(slot_keep_from))
         } else {
             embedded_keep_from
         };

@@ -1,7 +1,9 @@
 //! Rules owned by a CERT in the embedded mode: a correlation over the events of every
 //! organisation of the CERT's constituency fires once, as the CERT's alert, seen by the CERT
 //! and its chain and by none of the ministries; the organisations' own rules still give their
-//! own alerts; the CERT's stream survives a restart between the events it correlates.
+//! own alerts; the CERT's stream survives a restart between the events it correlates. In the
+//! scale-out mode the same, with the CERT lane held by one of two detection nodes, which dies
+//! between the events the CERT's rule correlates.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -10,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use nigehban_policy::{OrgKind, Role};
 use nigehban_server::monitor::certs::{CertRules, CertSet};
-use nigehban_server::monitor::{Monitor, MonitorConfig};
+use nigehban_server::monitor::{Monitor, MonitorConfig, Node};
 use nigehban_server::{AppState, ServerConfig};
 use nigehban_store::Store;
 use serde_json::Value;
@@ -54,7 +56,8 @@ struct Running {
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
-async fn start(store: &Store, cert: Uuid, org_rules: &std::path::Path) -> Running {
+/// The organisations' detectors and the monitoring settings with the CERT's rules.
+fn detectors_and_config(cert: Uuid, org_rules: &std::path::Path) -> (nigehban_detect::DetectorSet, MonitorConfig) {
     let options = nigehban_hunt::detectors::DetectorOptions {
         rules: vec![org_rules.to_path_buf()],
         no_builtin: true,
@@ -75,6 +78,11 @@ async fn start(store: &Store, cert: Uuid, org_rules: &std::path::Path) -> Runnin
         cert_rules: CertRules::new(vec![CertSet { cert, name: "gov-cert".into(), detectors: cert_set }]),
         ..MonitorConfig::default()
     };
+    (set, config)
+}
+
+async fn start(store: &Store, cert: Uuid, org_rules: &std::path::Path) -> Running {
+    let (set, config) = detectors_and_config(cert, org_rules);
     let monitor = Monitor::new(store.clone(), set, config).await.unwrap();
     let state = AppState::new(store.clone(), ServerConfig::default());
     assert!(state.set_monitor(monitor.clone()));
@@ -255,6 +263,174 @@ async fn a_cert_correlation_across_three_ministries_is_one_cert_alert_through_a_
             "the ministry sees its own alerts"
         );
         node.stop().await;
+        store.close().await;
+        if let Some(db) = pg {
+            db.drop_now().await.unwrap();
+        }
+    }
+}
+
+/// Scale-out: an ingest node publishing on a bus, two detection nodes with the same CERT rules.
+/// One of them holds the CERT lane; it dies (no lease given back) between the events the
+/// CERT's rule correlates, the other takes the lane over from its last commit: still one CERT
+/// alert, counted once, and every organisation's own alerts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn in_the_scale_out_mode_the_cert_lane_moves_to_another_node_when_its_node_dies() {
+    use nigehban_bus::{Bus, BusConfig, InProcessBus};
+    use nigehban_store::{CERT_CURSOR, CERT_LANE};
+    let org_rules = tempfile::tempdir().unwrap();
+    std::fs::write(org_rules.path().join("failed.yml"), ORG_RULE).unwrap();
+    for backend in backends() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, pg) = open_store(backend, dir.path()).await;
+        let ncert = org(&store, OrgKind::National, "ncert", &[]).await;
+        let gov = org(&store, OrgKind::SectoralCert, "gov-cert", &[ncert]).await;
+        let ministries = [
+            org(&store, OrgKind::Organisation, "mofa", &[gov]).await,
+            org(&store, OrgKind::Organisation, "mod", &[gov]).await,
+            org(&store, OrgKind::Organisation, "moi", &[gov]).await,
+        ];
+        let mut shippers = Vec::new();
+        for m in &ministries {
+            shippers.push(token(&store, *m, Role::OrgSecurityLead, &["events:write"]).await);
+        }
+        let national = token(&store, ncert, Role::NationalAnalyst, &["*:read"]).await;
+
+        let bus = Bus::InProcess(
+            InProcessBus::new(BusConfig {
+                prefix: "lane".into(),
+                ack_wait: Duration::from_secs(2),
+                ..Default::default()
+            })
+            .unwrap(),
+        );
+        let node =
+            |name: &str, detect: bool| Node { bus: Some(bus.clone()), ingest: !detect, detect, name: name.into() };
+        let (_, config) = detectors_and_config(gov, org_rules.path());
+        let config = MonitorConfig { lease_ttl: Duration::from_secs(1), ..config };
+        let ingest =
+            Monitor::new_node(store.clone(), nigehban_detect::DetectorSet::new(), config.clone(), node("in", false))
+                .await
+                .unwrap();
+        let state = AppState::new(store.clone(), ServerConfig::default());
+        assert!(state.set_monitor(ingest.clone()));
+        let (stop_ingest, ingest_rx) = tokio::sync::watch::channel(false);
+        let (_, ingest_tasks) = ingest.start(ingest_rx);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (stop_http, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
+            nigehban_server::serve(state, listener, async {
+                let _ = stopped.await;
+            })
+            .await
+            .unwrap();
+        });
+        let mut nodes = BTreeMap::new();
+        for name in ["a", "b"] {
+            let (set, _) = detectors_and_config(gov, org_rules.path());
+            let monitor = Monitor::new_node(store.clone(), set, config.clone(), node(name, true)).await.unwrap();
+            let (stop, rx) = tokio::sync::watch::channel(false);
+            let (_, tasks) = monitor.start(rx);
+            nodes.insert(name.to_owned(), (stop, tasks));
+        }
+        let post = |token: String, line: String| {
+            let base = base.clone();
+            async move {
+                let resp = client()
+                    .post(format!("{base}/api/v1/ingest?source=winlogbeat"))
+                    .bearer_auth(token)
+                    .body(line + "\n")
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap_or_default());
+            }
+        };
+        // The lane has passed every stored event.
+        let lane_caught_up = || async {
+            let t = Instant::now();
+            loop {
+                let last = store.last_event_id().await.unwrap();
+                let lane = store.cursor(CERT_CURSOR).await.unwrap().map_or(0, |c| c.0);
+                if last > 0 && lane == last {
+                    return;
+                }
+                assert!(t.elapsed() < Duration::from_secs(30), "the CERT lane did not catch up: {lane} of {last}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        };
+
+        let ip = "203.0.113.9";
+        post(shippers[0].clone(), failed_logon("mofa-dc", ip, "2026-11-28T09:00:00Z")).await;
+        post(shippers[1].clone(), failed_logon("mod-dc", ip, "2026-11-28T09:02:00Z")).await;
+        lane_caught_up().await;
+        let holders = store.detect_lease_holders().await.unwrap();
+        let (_, holder, epoch) = holders.iter().find(|h| h.0 == CERT_LANE).cloned().expect("the lane is held");
+        let holder = holder.expect("a node holds the lane");
+        // The lane's node dies as a killed process would: its tasks end where they are.
+        let (_stop, tasks) = nodes.remove(&holder).unwrap();
+        for t in &tasks {
+            t.abort();
+        }
+
+        post(shippers[2].clone(), failed_logon("moi-dc", ip, "2026-11-28T09:04:00Z")).await;
+        let tick = serde_json::json!({
+            "EventID": 4634, "Channel": "Security", "Computer": "mofa-dc", "TimeCreated": "2026-11-29T09:00:00Z",
+        })
+        .to_string();
+        post(shippers[0].clone(), tick).await;
+        lane_caught_up().await;
+        let holders = store.detect_lease_holders().await.unwrap();
+        let (_, now_holder, now_epoch) = holders.iter().find(|h| h.0 == CERT_LANE).cloned().unwrap();
+        assert_ne!(now_holder.as_deref(), Some(holder.as_str()), "the lane moved");
+        assert!(now_epoch > epoch);
+
+        // The organisations' own alerts come from the slots (wait for them), the CERT's from
+        // the lane: one, counted once across the move.
+        let t = Instant::now();
+        let seen = loop {
+            let seen = alerts(&base, &national).await;
+            if seen.keys().filter(|k| k.1.ends_with("4f10")).count() == 3 {
+                break seen;
+            }
+            assert!(t.elapsed() < Duration::from_secs(30), "the organisations' alerts: {seen:#?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        let cert_alerts: Vec<&Value> = seen.values().filter(|a| a["alert"]["rule_id"] == CERT_CORRELATION).collect();
+        assert_eq!(cert_alerts.len(), 1, "one CERT alert: {seen:#?}");
+        assert_eq!(cert_alerts[0]["owner"], gov.to_string());
+        assert_eq!(cert_alerts[0]["alert"]["count"], 1, "counted once across the move");
+        assert!(!seen.keys().any(|k| k.0 == gov.to_string() && k.1 != CERT_CORRELATION), "{seen:#?}");
+        let id = cert_alerts[0]["id"].as_str().unwrap();
+        let ev: Value = client()
+            .get(format!("{base}/api/v1/alerts/{id}/evidence"))
+            .bearer_auth(&national)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let fields = match &ev["items"][0]["fields"] {
+            Value::String(s) => serde_json::from_str(s).unwrap(),
+            other => other.clone(),
+        };
+        let mut values: Vec<&str> = fields["values"].as_str().unwrap().split(", ").collect();
+        values.sort_unstable();
+        assert_eq!(values, ["mod", "mofa", "moi"], "{fields}");
+
+        for (_, (stop, tasks)) in nodes {
+            let _ = stop.send(true);
+            for t in tasks {
+                let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
+            }
+        }
+        let _ = stop_ingest.send(true);
+        for t in ingest_tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
+        }
+        let _ = stop_http.send(());
         store.close().await;
         if let Some(db) = pg {
             db.drop_now().await.unwrap();

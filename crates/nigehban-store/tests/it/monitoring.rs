@@ -172,3 +172,46 @@ async fn detections_fold_into_deduplicated_alerts_with_the_cursor() {
     }
     b.cleanup().await;
 }
+
+/// The CERT lane is one lease beside the slots: one node holds it at a time, sharing out the
+/// slots neither gives it away nor hands it to another node, and a node that lost it (expired,
+/// claimed by another at a new epoch) commits nothing more with it.
+#[tokio::test]
+async fn the_cert_lane_is_one_lease_apart_from_the_slots() {
+    use nigehban_store::{CERT_CURSOR, CERT_LANE, Fence, SLOTS, StoreError};
+    let b = Backends::new().await;
+    for s in &b.stores {
+        let long = 60_000_000;
+        let a = s.cert_lane_lease("a", long).await.unwrap().expect("a free lane is claimed");
+        assert_eq!(a.slot, CERT_LANE);
+        assert_eq!(s.cert_lane_lease("b", long).await.unwrap(), None, "held by a");
+        assert_eq!(s.cert_lane_lease("a", long).await.unwrap(), Some(a), "renewed, same epoch");
+
+        // Slots are shared out without it: a node's share never counts or gives back the lane.
+        let slots = s.detect_leases("a", usize::try_from(SLOTS).unwrap(), long).await.unwrap();
+        assert_eq!(slots.len(), usize::try_from(SLOTS).unwrap());
+        assert!(slots.iter().all(|l| l.slot < SLOTS));
+        let slots = s.detect_leases("a", 1, long).await.unwrap();
+        assert_eq!(slots.len(), 1);
+        let holders = s.detect_lease_holders().await.unwrap();
+        assert_eq!(holders.iter().find(|h| h.0 == CERT_LANE).and_then(|h| h.1.as_deref()), Some("a"));
+        assert_eq!(s.detect_leases("b", 40, long).await.unwrap().len(), usize::try_from(SLOTS).unwrap() - 1);
+        assert_eq!(s.cert_lane_lease("b", long).await.unwrap(), None, "still a's");
+
+        // a's lease runs out (renewed with no time left); b claims the lane at a new epoch.
+        assert_eq!(s.cert_lane_lease("a", 0).await.unwrap(), Some(a));
+        let taken = s.cert_lane_lease("b", long).await.unwrap().expect("an expired lane is claimed");
+        assert!(taken.epoch > a.epoch);
+        let update = |lease, holder| CursorUpdate {
+            name: CERT_CURSOR,
+            position: 7,
+            state: Some(b"{}"),
+            fence: Some(Fence { holder, lease, ttl_micros: long }),
+        };
+        let lost = s.commit_detections(&[], Some(update(a, "a"))).await.unwrap_err();
+        assert!(matches!(lost, StoreError::LeaseLost(CERT_LANE)), "{lost:?}");
+        s.commit_detections(&[], Some(update(taken, "b"))).await.unwrap();
+        assert_eq!(s.cursor(CERT_CURSOR).await.unwrap().map(|c| c.0), Some(7));
+    }
+    b.cleanup().await;
+}
