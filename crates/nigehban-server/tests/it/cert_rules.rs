@@ -347,24 +347,32 @@ async fn in_the_scale_out_mode_the_cert_lane_moves_to_another_node_when_its_node
                 assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap_or_default());
             }
         };
-        // The lane has passed every stored event.
-        let lane_caught_up = || async {
-            let t = Instant::now();
-            loop {
-                let last = store.last_event_id().await.unwrap();
-                let lane = store.cursor(CERT_CURSOR).await.unwrap().map_or(0, |c| c.0);
-                if last > 0 && lane == last {
-                    return;
+        // `n` events are stored (the bus carries them to the detection nodes, which store
+        // them) and the lane has passed every one.
+        let lane_caught_up = |n: i64| {
+            let store = store.clone();
+            async move {
+                let t = Instant::now();
+                loop {
+                    let stored = store.count_events().await.unwrap();
+                    let last = store.last_event_id().await.unwrap();
+                    let lane = store.cursor(CERT_CURSOR).await.unwrap().map_or(0, |c| c.0);
+                    if stored == n && lane == last {
+                        return;
+                    }
+                    assert!(
+                        t.elapsed() < Duration::from_secs(30),
+                        "the CERT lane did not catch up: {stored} of {n} stored, at {lane} of {last}"
+                    );
+                    tokio::time::sleep(Duration::from_millis(50)).await;
                 }
-                assert!(t.elapsed() < Duration::from_secs(30), "the CERT lane did not catch up: {lane} of {last}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
             }
         };
 
         let ip = "203.0.113.9";
         post(shippers[0].clone(), failed_logon("mofa-dc", ip, "2026-11-28T09:00:00Z")).await;
         post(shippers[1].clone(), failed_logon("mod-dc", ip, "2026-11-28T09:02:00Z")).await;
-        lane_caught_up().await;
+        lane_caught_up(2).await;
         let holders = store.detect_lease_holders().await.unwrap();
         let (_, holder, epoch) = holders.iter().find(|h| h.0 == CERT_LANE).cloned().expect("the lane is held");
         let holder = holder.expect("a node holds the lane");
@@ -380,7 +388,7 @@ async fn in_the_scale_out_mode_the_cert_lane_moves_to_another_node_when_its_node
         })
         .to_string();
         post(shippers[0].clone(), tick).await;
-        lane_caught_up().await;
+        lane_caught_up(4).await;
         let holders = store.detect_lease_holders().await.unwrap();
         let (_, now_holder, now_epoch) = holders.iter().find(|h| h.0 == CERT_LANE).cloned().unwrap();
         assert_ne!(now_holder.as_deref(), Some(holder.as_str()), "the lane moved");
@@ -431,6 +439,64 @@ async fn in_the_scale_out_mode_the_cert_lane_moves_to_another_node_when_its_node
             let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
         }
         let _ = stop_http.send(());
+        store.close().await;
+        if let Some(db) = pg {
+            db.drop_now().await.unwrap();
+        }
+    }
+}
+
+/// Scale-out retention with CERT rules: an old event is deleted only once both its slot and
+/// the CERT lane have passed it.
+#[tokio::test]
+async fn scale_out_retention_keeps_what_the_cert_lane_has_not_passed() {
+    use nigehban_bus::{Bus, BusConfig, InProcessBus};
+    use nigehban_store::{CERT_CURSOR, CursorUpdate, slot_cursor, slot_of};
+    let org_rules = tempfile::tempdir().unwrap();
+    std::fs::write(org_rules.path().join("failed.yml"), ORG_RULE).unwrap();
+    for backend in backends() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, pg) = open_store(backend, dir.path()).await;
+        let ncert = org(&store, OrgKind::National, "ncert", &[]).await;
+        let gov = org(&store, OrgKind::SectoralCert, "gov-cert", &[ncert]).await;
+        let mofa = org(&store, OrgKind::Organisation, "mofa", &[gov]).await;
+        let bus = Bus::InProcess(InProcessBus::new(BusConfig { prefix: "ret".into(), ..Default::default() }).unwrap());
+        let (set, config) = detectors_and_config(gov, org_rules.path());
+        let node = Node { bus: Some(bus), ingest: false, detect: true, name: "d".into() };
+        let monitor = Monitor::new_node(store.clone(), set, config, node).await.unwrap();
+        let event = nigehban_store::NewEvent {
+            org: mofa,
+            tlp: nigehban_policy::Tlp::AmberStrict,
+            ts: Some(0),
+            source: "s".into(),
+            dataset: None,
+            host: None,
+            record: b"{}".to_vec(),
+        };
+        let (_, id) = store.append_events(&[event], None).await.unwrap().unwrap();
+        let forty_days_ago = jiff::Timestamp::now().as_microsecond() - 40 * 86_400_000_000;
+        nigehban_store::testing::execute_unchecked(
+            &store,
+            &format!("UPDATE events SET received_at = {forty_days_ago}"),
+        )
+        .await
+        .unwrap();
+        let pass = |name: String| {
+            let store = store.clone();
+            async move {
+                let update = CursorUpdate { name: &name, position: id, state: None, fence: None };
+                store.commit_detections(&[], Some(update)).await.unwrap();
+            }
+        };
+        pass(slot_cursor(slot_of(mofa))).await;
+        assert_eq!(
+            nigehban_server::monitor::sweep_retention(&monitor).await.unwrap(),
+            0,
+            "the slot has passed it, the CERT lane has not"
+        );
+        pass(CERT_CURSOR.to_owned()).await;
+        assert_eq!(nigehban_server::monitor::sweep_retention(&monitor).await.unwrap(), 1);
+        assert_eq!(store.count_events().await.unwrap(), 0);
         store.close().await;
         if let Some(db) = pg {
             db.drop_now().await.unwrap();

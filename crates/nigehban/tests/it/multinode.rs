@@ -1,7 +1,9 @@
 //! Scale-out for real: two ingest nodes, two detection nodes and an API node, each its own
 //! `nigehban serve` process, on NATS JetStream and PostgreSQL; one detection node is killed
 //! (SIGKILL) mid-run. Every event must be stored once and detected, and the alerts must be
-//! exactly those an embedded server raises for the same events. Runs when `NIGEHBAN_TEST_PG`
+//! exactly those an embedded server raises for the same events, the alerts of a rule the
+//! provincial CERT owns (run by one detection node at a time, the CERT lane) included. Runs
+//! when `NIGEHBAN_TEST_PG`
 //! and `NIGEHBAN_TEST_NATS` are set (`.ci/run` sets both).
 
 use std::collections::BTreeMap;
@@ -40,6 +42,21 @@ correlation:
     gte: 4
   generate: true
 level: high
+"#;
+
+/// A rule the provincial CERT owns (`monitoring.cert_rules`): its alerts are the CERT's, over
+/// the events of every organisation below it.
+const CERT_RULE: &str = r#"
+title: Failed log-on of user0 anywhere in the province (multi-node test, CERT rule)
+id: 7b1d9c20-4e3f-4a8b-b6d2-1c0e5f7a9d03
+status: test
+logsource: {product: windows, service: security}
+detection:
+  sel:
+    EventID: 4625
+    TargetUserName: user0
+  condition: sel
+level: medium
 "#;
 
 const ORGS: [&str; 4] = ["ministry", "telecom", "power", "bank"];
@@ -166,7 +183,7 @@ async fn prepare(store: &Store) -> (BTreeMap<String, String>, Vec<String>, Strin
     }
     let n = org(store, OrgKind::National, "ncert", vec![]).await;
     let p = org(store, OrgKind::ProvincialCert, "pcert", vec![n]).await;
-    let mut names = BTreeMap::new();
+    let mut names = BTreeMap::from([(p.to_string(), "pcert".to_owned())]);
     let mut shippers = Vec::new();
     for short in ORGS {
         let id = org(store, OrgKind::Organisation, short, vec![p]).await;
@@ -243,10 +260,17 @@ fn two_ingest_and_two_detection_nodes_lose_nothing_when_one_is_killed() {
     // The events are replayed far faster than they happened (hours of event time in seconds):
     // a message the killed node took comes back after the ack wait, behind an hour of event
     // time, so the lateness (as in a real deployment, where it exceeds the ack wait) covers it.
+    let cert_rules = dir.path().join("cert-rules");
+    std::fs::create_dir(&cert_rules).unwrap();
+    std::fs::write(cert_rules.join("pcert.yml"), CERT_RULE).unwrap();
     let config = dir.path().join("node.yml");
     std::fs::write(
         &config,
-        "bus:\n  ack_wait_seconds: 2\nmonitoring:\n  detect_lease_seconds: 2\n  lateness_seconds: 7200\n",
+        format!(
+            "bus:\n  ack_wait_seconds: 2\nmonitoring:\n  detect_lease_seconds: 2\n  lateness_seconds: 7200\n  \
+             cert_rules:\n    pcert: [{}]\n",
+            cert_rules.display()
+        ),
     )
     .unwrap();
     let reference_data = dir.path().join("reference");
@@ -312,7 +336,7 @@ fn two_ingest_and_two_detection_nodes_lose_nothing_when_one_is_killed() {
         store.close().await;
         h
     });
-    let d1 = holders.iter().filter(|h| h.1.as_deref() == Some("d1")).count();
+    let d1 = holders.iter().filter(|h| h.0 < nigehban_store::SLOTS && h.1.as_deref() == Some("d1")).count();
     assert!(d1 > 0 && d1 < 32, "the two detection nodes do not share the slots: {holders:?}");
     nodes.kill("d1");
     let busy: u64 = senders.into_iter().map(|s| s.join().unwrap()).sum();
@@ -335,17 +359,24 @@ fn two_ingest_and_two_detection_nodes_lose_nothing_when_one_is_killed() {
     // Everything arrives, once, and is detected; the surviving node holds every slot.
     let t = Instant::now();
     loop {
-        let (stored, backlog) =
-            rt.block_on(async { (store.count_events().await.unwrap(), store.slot_backlog().await.unwrap()) });
+        let (stored, backlog, lane_behind) = rt.block_on(async {
+            let lane = store.cursor(nigehban_store::CERT_CURSOR).await.unwrap().map_or(0, |c| c.0);
+            let last = store.last_event_id().await.unwrap();
+            (store.count_events().await.unwrap(), store.slot_backlog().await.unwrap(), last - lane)
+        });
         assert!(stored <= want, "{stored} events stored for {want} sent");
         let reference_done = metric(ports["reference"], "nigehban_detect_backlog ") == Some(0);
-        // The dead node's slots move once its leases expire (slots without events too).
+        // The dead node's slots (and the CERT lane, if it held it) move once its leases
+        // expire (slots without events too).
         let holders = rt.block_on(store.detect_lease_holders()).unwrap();
         let moved = holders.iter().all(|h| h.1.as_deref() == Some("d2"));
-        if stored == want && backlog == 0 && reference_done && moved {
+        if stored == want && backlog == 0 && lane_behind == 0 && reference_done && moved {
             break;
         }
-        assert!(t.elapsed() < Duration::from_secs(90), "not caught up: {stored} of {want} stored, backlog {backlog}");
+        assert!(
+            t.elapsed() < Duration::from_secs(90),
+            "not caught up: {stored} of {want} stored, backlog {backlog}, the CERT lane {lane_behind} behind"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 
@@ -355,6 +386,13 @@ fn two_ingest_and_two_detection_nodes_lose_nothing_when_one_is_killed() {
     let simple: i64 = expected.iter().filter(|(k, _)| k.1.ends_with("9d01")).map(|(_, v)| v.0).sum();
     assert_eq!(simple, failures, "the reference is wrong");
     assert!(expected.keys().any(|k| k.1.ends_with("9d02")), "no correlation alert in the reference");
+    let user0_failures = (0..ORGS.len())
+        .flat_map(events)
+        .filter(|e| e.contains("4625") && e.contains(r#""TargetUserName":"user0""#))
+        .count() as i64;
+    let cert: i64 = expected.iter().filter(|(k, _)| k.0 == "pcert" && k.1.ends_with("9d03")).map(|(_, v)| v.0).sum();
+    assert_eq!(cert, user0_failures, "the reference's CERT alerts: {expected:#?}");
+    assert!(user0_failures > 0);
     assert_eq!(got, expected, "the scale-out alerts differ from the embedded server's");
     eprintln!(
         "multi-node: {want} events through 2 ingest and 2 detection nodes (one killed), {} alerts as the \
