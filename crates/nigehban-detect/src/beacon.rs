@@ -495,6 +495,7 @@ impl BeaconDetector {
             source: Arc::from(pair.source),
             position: pair.position,
             fields,
+            counted: Vec::new(),
         }
     }
 }

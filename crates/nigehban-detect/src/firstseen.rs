@@ -485,6 +485,7 @@ impl FirstSeenDetector {
             source: Arc::from(event.source.name.as_str()),
             position: event.position,
             fields,
+            counted: Vec::new(),
         }
     }
 }

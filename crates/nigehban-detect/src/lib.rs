@@ -138,6 +138,9 @@ pub struct Detection {
     pub position: Position,
     /// The values of the rule's key fields in this event (field, value), in rule order.
     pub fields: Vec<(String, String)>,
+    /// A correlation's evidence: some of the events it counted (the earliest and the newest, as
+    /// the engine keeps them), with their sources. Empty for a detection on one event.
+    pub counted: Vec<(Arc<nigehban_event::Source>, Position)>,
 }
 
 impl Detection {
@@ -160,6 +163,7 @@ impl Detection {
             source,
             rule,
             fields,
+            counted: Vec::new(),
         }
     }
 }

@@ -207,6 +207,7 @@ impl SigmaDetector {
             source: first.map(|e| Arc::from(e.source.name.as_str())).unwrap_or_else(|| Arc::from("")),
             position: first.map(|e| e.position).unwrap_or(Position::Line(0)),
             fields,
+            counted: hit.evidence.iter().map(|e| (e.source.clone(), e.position)).collect(),
         })
     }
 }

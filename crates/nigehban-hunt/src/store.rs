@@ -510,6 +510,7 @@ mod tests {
             source: source.into(),
             position: Position::EvtxRecord { record_id: record, chunk_offset: 4096 },
             fields: vec![("EventID".into(), "4688".into()), ("CommandLine".into(), "x \"y\" é".into())],
+            counted: Vec::new(),
         }
     }
 

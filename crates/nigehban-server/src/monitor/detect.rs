@@ -693,7 +693,12 @@ pub(crate) fn detect_batch_with<E: LogEvent>(
                         position: origin.position.clone(),
                     };
                     for d in findings.detections.drain(..) {
-                        hits.push(hit(&cert_origin, tlp, &d, window));
+                        let cert_hit = hit(&cert_origin, tlp, &d, window);
+                        if org != set.cert {
+                            // The organisation's part: its own event.
+                            hits.push(part(cert_hit.clone(), org, &set.name));
+                        }
+                        hits.push(cert_hit);
                     }
                     // The CERT's evidence names each event's organisation.
                     cert_observations.extend(findings.observations.drain(..).map(|mut o| {
@@ -798,9 +803,55 @@ fn cert_streams<E: LogEvent>(
         set.detectors.stream(&mut stream.state, observations, watermark, &mut out);
         for d in out {
             let tlp = stream.markings.strictest(window_of(&d.fields)).unwrap_or(default_tlp);
+            let parts = parts_of(&d, set.cert);
             stream_hits(set.cert, tlp, vec![d], window, hits);
+            for (org, d) in parts {
+                let mut own = Vec::new();
+                stream_hits(org, tlp, vec![d], window, &mut own);
+                hits.extend(own.into_iter().map(|h| part(h, org, &set.name)));
+            }
         }
     }
+}
+
+/// VISIBILITY rule 7: each organisation whose events a CERT's detection counted sees the part
+/// that concerns its own data, and not the other organisations' names. `hit` (owned by `org`,
+/// with evidence of `org`'s own events only) becomes that part: keyed apart from the
+/// organisation's own alerts (`part|`), titled and tagged as the CERT's detection.
+fn part(mut hit: AlertHit, org: Uuid, cert: &str) -> AlertHit {
+    hit.owner = org;
+    hit.dedup_key = format!("part|{org}|{}", hit.dedup_key);
+    hit.rule_title = format!("{} (a detection of {cert} across its constituency)", hit.rule_title);
+    hit.tags.push("cert-detection".into());
+    hit.tags.push(format!("cert:{cert}"));
+    hit
+}
+
+/// A CERT correlation's detection cut into the parts of the organisations whose events it
+/// counted (as far as its evidence names them: the engine keeps the earliest and the newest
+/// events): for each, the detection as seen from its own events — the first of them as the
+/// position, the group's fields, and none of the fields that name other organisations (the
+/// distinct values counted, the evidence list).
+fn parts_of(d: &Detection, cert: Uuid) -> Vec<(Uuid, Detection)> {
+    let mut by_org: BTreeMap<Uuid, Vec<(Arc<Source>, Position)>> = BTreeMap::new();
+    for (source, position) in &d.counted {
+        let Some(org) = source.organisation.as_deref().and_then(|o| Uuid::try_parse(o).ok()) else { continue };
+        if org != cert {
+            by_org.entry(org).or_default().push((source.clone(), *position));
+        }
+    }
+    by_org
+        .into_iter()
+        .filter_map(|(org, counted)| {
+            let (source, position) = counted.first().cloned()?;
+            let mut own = d.clone();
+            own.fields.retain(|(k, _)| k != "values" && k != "evidence");
+            own.source = Arc::from(source.name.as_str());
+            own.position = position;
+            own.counted = counted;
+            Some((org, own))
+        })
+        .collect()
 }
 
 fn dedup_micros(config: &MonitorConfig) -> i64 {
@@ -1011,8 +1062,21 @@ mod tests {
             failed_logon(a.id, 5, Tlp::Green, "", "2026-11-29T09:00:00Z"),
         ];
         let hits = detect_batch_with(&detectors, &config, &mut second, &mut streams, Some((&rules, &members)));
-        assert_eq!(hits.len(), 1, "{hits:?}");
-        let h = &hits[0];
+        // The CERT's alert and the part of each of its three organisations (rule 7).
+        assert_eq!(hits.len(), 4, "{hits:?}");
+        let h = hits.iter().find(|h| h.owner == cert.id).unwrap();
+        for (org, event) in [(&a, 1), (&b, 3), (&c, 4)] {
+            let part =
+                hits.iter().find(|h| h.owner == org.id).unwrap_or_else(|| panic!("no part for {}", org.short_name));
+            assert!(part.dedup_key.starts_with(&format!("part|{}|{}", org.id, org.id)), "{}", part.dedup_key);
+            assert_eq!(part.evidence.event_id, Some(event), "its own first event");
+            assert_eq!(part.entity, h.entity);
+            assert!(part.tags.iter().any(|t| t == "cert-detection"));
+            for other in [&a, &b, &c].into_iter().filter(|o| o.id != org.id) {
+                assert!(!part.evidence.fields.contains(&other.short_name), "{}", part.evidence.fields);
+                assert!(!part.evidence.source.contains(&other.short_name), "{}", part.evidence.source);
+            }
+        }
         assert_eq!(h.owner, cert.id);
         assert_eq!(h.tlp, Tlp::Amber, "the strictest of the events in its window");
         assert_eq!(h.entity, format!("IpAddress={ip}"));

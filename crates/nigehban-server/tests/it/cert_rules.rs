@@ -205,7 +205,10 @@ async fn a_cert_correlation_across_three_ministries_is_one_cert_alert_through_a_
         node.caught_up().await;
 
         let seen = alerts(&node.base, &national).await;
-        let cert_alerts: Vec<&Value> = seen.values().filter(|a| a["alert"]["rule_id"] == CERT_CORRELATION).collect();
+        let cert_alerts: Vec<&Value> = seen
+            .values()
+            .filter(|a| a["alert"]["rule_id"] == CERT_CORRELATION && a["owner"] == gov.to_string())
+            .collect();
         assert_eq!(cert_alerts.len(), 1, "one CERT alert: {seen:#?}");
         let cert_alert = cert_alerts[0];
         assert_eq!(cert_alert["owner"], gov.to_string(), "owned by the CERT");
@@ -259,9 +262,43 @@ async fn a_cert_correlation_across_three_ministries_is_one_cert_alert_through_a_
         }
         assert_eq!(
             alerts(&node.base, &mofa_lead).await.keys().filter(|k| k.0 == ministries[0].to_string()).count(),
-            2,
-            "the ministry sees its own alerts"
+            3,
+            "the ministry sees its own two alerts and its part of the CERT's"
         );
+
+        // VISIBILITY rule 7: each ministry whose events the CERT's detection counted sees its
+        // part — its own event, the address, no other ministry's name; the telecom (under
+        // another CERT) has none.
+        let names = ["mofa", "mod", "moi"];
+        for (i, m) in ministries.iter().enumerate() {
+            let lead = token(&store, *m, Role::OrgSecurityLead, &["*:read"]).await;
+            let listed = alerts(&node.base, &lead).await;
+            let parts: Vec<&Value> = listed.values().filter(|a| a["alert"]["rule_id"] == CERT_CORRELATION).collect();
+            assert_eq!(parts.len(), 1, "{}: {listed:#?}", names[i]);
+            let part = parts[0];
+            assert_eq!(part["owner"], m.to_string());
+            assert_eq!(part["alert"]["count"], 1);
+            assert_eq!(part["alert"]["entity"], format!("IpAddress={ip}"));
+            let ev: Value = client()
+                .get(format!("{}/api/v1/alerts/{}/evidence", node.base, part["id"].as_str().unwrap()))
+                .bearer_auth(&lead)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let text = format!("{part} {ev}");
+            assert!(text.contains(&format!("{}/winlogbeat", names[i])), "its own event: {text}");
+            for (j, other) in names.iter().enumerate() {
+                if j != i {
+                    assert!(!text.contains(&format!("{other}/")) && !text.contains(&format!("{other}-dc")), "{text}");
+                }
+            }
+            assert!(!text.contains("\"values\""), "{text}");
+        }
+        let telecom_lead = token(&store, telecom, Role::OrgSecurityLead, &["*:read"]).await;
+        assert!(!alerts(&node.base, &telecom_lead).await.values().any(|a| a["alert"]["rule_id"] == CERT_CORRELATION));
         node.stop().await;
         store.close().await;
         if let Some(db) = pg {
@@ -405,9 +442,18 @@ async fn in_the_scale_out_mode_the_cert_lane_moves_to_another_node_when_its_node
             assert!(t.elapsed() < Duration::from_secs(30), "the organisations' alerts: {seen:#?}");
             tokio::time::sleep(Duration::from_millis(100)).await;
         };
-        let cert_alerts: Vec<&Value> = seen.values().filter(|a| a["alert"]["rule_id"] == CERT_CORRELATION).collect();
+        let cert_alerts: Vec<&Value> = seen
+            .values()
+            .filter(|a| a["alert"]["rule_id"] == CERT_CORRELATION && a["owner"] == gov.to_string())
+            .collect();
         assert_eq!(cert_alerts.len(), 1, "one CERT alert: {seen:#?}");
-        assert_eq!(cert_alerts[0]["owner"], gov.to_string());
+        // And each ministry's part of it, once.
+        let parts: Vec<&Value> = seen
+            .values()
+            .filter(|a| a["alert"]["rule_id"] == CERT_CORRELATION && a["owner"] != gov.to_string())
+            .collect();
+        assert_eq!(parts.len(), 3, "{seen:#?}");
+        assert!(parts.iter().all(|p| p["alert"]["count"] == 1), "{parts:#?}");
         assert_eq!(cert_alerts[0]["alert"]["count"], 1, "counted once across the move");
         assert!(!seen.keys().any(|k| k.0 == gov.to_string() && k.1 != CERT_CORRELATION), "{seen:#?}");
         let id = cert_alerts[0]["id"].as_str().unwrap();
