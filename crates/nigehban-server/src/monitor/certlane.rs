@@ -20,6 +20,7 @@ use nigehban_store::{CERT_CURSOR, CursorUpdate, Fence, Lease, StoreError};
 
 use super::certs::Members;
 use super::detect::{Streams, detect_batch_with};
+use super::slots::micros;
 use super::{Monitor, pause};
 
 /// The lane as this node holds it.
@@ -29,10 +30,6 @@ struct Held {
     streams: Streams,
     /// The streams' state as last committed: what a failed commit goes back to.
     committed: Option<Vec<u8>>,
-}
-
-fn micros(d: Duration) -> i64 {
-    i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
 }
 
 /// Runs until `shutdown` says stop (nothing to do without CERT rules); then gives the lane

@@ -28,7 +28,8 @@ struct Held {
     committed: Option<Vec<u8>>,
 }
 
-fn micros(d: Duration) -> i64 {
+/// A duration in µs (saturating), as leases and fences count time.
+pub(crate) fn micros(d: Duration) -> i64 {
     i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
 }
 
