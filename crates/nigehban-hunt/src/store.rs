@@ -1,12 +1,17 @@
 //! Where detections wait until the run ends: what only a detection knows (host, key fields,
 //! the kind of position) is written as a compact record to a temporary file; a small sort key
 //! stays in memory, and what the detection shares with others (its rule, its source) is kept
-//! once. The timeline is then read back in time order and each record rendered as JSON.
-//! Memory thus grows by a few dozen bytes per detection, not by the detection.
+//! once. The sort keys are sorted in runs of [`RUN_KEYS`], each run written to a second
+//! temporary file once full; the timeline is then read back by merging the runs, and each
+//! record rendered as JSON. Memory thus stays within one run of keys (about 2 MB) and a small
+//! buffer per run, whatever the number of detections.
+
+use std::cmp::Ordering;
+use std::collections::BinaryHeap;
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{self, BufWriter, Write};
+use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -86,6 +91,7 @@ impl Record {
 }
 
 /// What sorts a detection into the timeline, and where the rest of it is in the file.
+#[derive(Clone, Copy)]
 struct Key {
     /// Nanoseconds since the epoch as two halves that order as the whole does; `None` (as
     /// the largest value) for detections without a time, which come last.
@@ -97,6 +103,37 @@ struct Key {
     rule: u32,
     len: u32,
     offset: u64,
+}
+
+/// The size of a key written to the runs' file.
+const KEY_BYTES: usize = 52;
+
+impl Key {
+    fn write(&self, out: &mut impl Write) -> io::Result<()> {
+        let mut b = [0u8; KEY_BYTES];
+        b[0..8].copy_from_slice(&self.time.0.to_le_bytes());
+        b[8..16].copy_from_slice(&self.time.1.to_le_bytes());
+        b[16..20].copy_from_slice(&self.source.to_le_bytes());
+        b[20..28].copy_from_slice(&self.position.0.to_le_bytes());
+        b[28..36].copy_from_slice(&self.position.1.to_le_bytes());
+        b[36..40].copy_from_slice(&self.rule.to_le_bytes());
+        b[40..44].copy_from_slice(&self.len.to_le_bytes());
+        b[44..52].copy_from_slice(&self.offset.to_le_bytes());
+        out.write_all(&b)
+    }
+
+    fn read(b: &[u8; KEY_BYTES]) -> Key {
+        let u64_at = |at: usize| u64::from_le_bytes(std::array::from_fn(|i| b[at + i]));
+        let u32_at = |at: usize| u32::from_le_bytes(std::array::from_fn(|i| b[at + i]));
+        Key {
+            time: (u64_at(0) as i64, u64_at(8)),
+            source: u32_at(16),
+            position: (u64_at(20), u64_at(28)),
+            rule: u32_at(36),
+            len: u32_at(40),
+            offset: u64_at(44),
+        }
+    }
 }
 
 fn position_key(p: Position) -> (u64, u64) {
@@ -122,7 +159,16 @@ pub struct DetectionStore {
     file: BufWriter<File>,
     path: PathBuf,
     written: u64,
+    /// The keys of the run being gathered.
     keys: Vec<Key>,
+    /// Keys in a run before it is sorted and written out.
+    run_keys: usize,
+    /// The runs written so far (each sorted): where each starts in `runs_file`, and its length.
+    runs: Vec<(u64, usize)>,
+    runs_file: Option<(BufWriter<File>, PathBuf)>,
+    runs_written: u64,
+    /// All detections pushed.
+    total: usize,
     sources: Vec<Arc<str>>,
     source_ids: HashMap<Arc<str>, u32>,
     rules: Vec<Arc<RuleInfo>>,
@@ -138,9 +184,18 @@ const BLOCK: usize = 64 << 10;
 /// How many such blocks are kept (the timeline interleaves the detections of many files, each
 /// written in one stretch).
 const BLOCKS: usize = 32;
+/// The sort keys kept in memory before they are sorted and written out as a run (56 bytes
+/// each: about 1.8 MB).
+const RUN_KEYS: usize = 32 << 10;
+/// Each run's read buffer while merging.
+const RUN_BUFFER: usize = 16 << 10;
 
 impl DetectionStore {
     pub fn new() -> io::Result<DetectionStore> {
+        Self::with_runs_of(RUN_KEYS)
+    }
+
+    fn with_runs_of(run_keys: usize) -> io::Result<DetectionStore> {
         let dir = std::env::temp_dir();
         let mut n = 0u32;
         loop {
@@ -152,6 +207,11 @@ impl DetectionStore {
                         path,
                         written: 0,
                         keys: Vec::new(),
+                        run_keys: run_keys.max(1),
+                        runs: Vec::new(),
+                        runs_file: None,
+                        runs_written: 0,
+                        total: 0,
                         sources: Vec::new(),
                         source_ids: HashMap::new(),
                         rules: Vec::new(),
@@ -168,16 +228,16 @@ impl DetectionStore {
     }
 
     pub fn len(&self) -> usize {
-        self.keys.len()
+        self.total
     }
 
     pub fn is_empty(&self) -> bool {
-        self.keys.is_empty()
+        self.total == 0
     }
 
     /// Counts by level, rule and host.
     pub fn tally(&self) -> Tally {
-        let mut t = Tally { total: self.keys.len(), by_host: self.by_host.clone(), ..Tally::default() };
+        let mut t = Tally { total: self.total, by_host: self.by_host.clone(), ..Tally::default() };
         for (rule, &n) in self.rules.iter().zip(&self.rule_counts) {
             *t.by_level.entry(rule.level).or_default() += n;
             *t.by_rule.entry((rule.title.clone(), rule.id.clone(), rule.level)).or_default() += n;
@@ -217,6 +277,10 @@ impl DetectionStore {
             offset: self.written,
         });
         self.written += self.line.len() as u64;
+        self.total += 1;
+        if self.keys.len() >= self.run_keys {
+            self.write_run()?;
+        }
         if let Some(c) = self.rule_counts.get_mut(rule as usize) {
             *c += 1;
         }
@@ -230,6 +294,34 @@ impl DetectionStore {
         Ok(())
     }
 
+    /// Sorts the gathered keys by timeline order (the names of sources and rules, whose final
+    /// ranks are not known yet) and writes them out as one run.
+    fn write_run(&mut self) -> io::Result<()> {
+        let (sources, rules) = (&self.sources, &self.rules);
+        let name = |i: u32| sources.get(i as usize).map_or("", |s| &**s);
+        let id = |i: u32| rules.get(i as usize).map_or("", |r| r.id.as_str());
+        self.keys.sort_by(|a, b| {
+            a.time
+                .cmp(&b.time)
+                .then_with(|| name(a.source).cmp(name(b.source)))
+                .then(a.position.cmp(&b.position))
+                .then_with(|| id(a.rule).cmp(id(b.rule)))
+        });
+        if self.runs_file.is_none() {
+            let path = self.path.with_extension("keys");
+            let file = File::options().read(true).write(true).create(true).truncate(true).open(&path)?;
+            self.runs_file = Some((BufWriter::with_capacity(RUN_BUFFER, file), path));
+        }
+        let Some((out, _)) = self.runs_file.as_mut() else { return Ok(()) };
+        for k in &self.keys {
+            k.write(out)?;
+        }
+        self.runs.push((self.runs_written, self.keys.len()));
+        self.runs_written += (self.keys.len() * KEY_BYTES) as u64;
+        self.keys.clear();
+        Ok(())
+    }
+
     /// Reads the detections back in timeline order (time, none last; source; position; rule
     /// id), as JSON records.
     pub fn for_each_sorted(mut self, mut f: impl FnMut(&[u8]) -> io::Result<()>) -> io::Result<()> {
@@ -238,16 +330,50 @@ impl DetectionStore {
         let source_rank = ranks(&self.sources, |s| &**s);
         let rule_rank = ranks(&self.rules, |r| r.id.as_str());
         let rank = |ranks: &[u32], i: u32| ranks.get(i as usize).copied().unwrap_or(u32::MAX);
-        self.keys.sort_by_key(|k| (k.time, rank(&source_rank, k.source), k.position, rank(&rule_rank, k.rule)));
+        let order = |k: &Key| (k.time, rank(&source_rank, k.source), k.position, rank(&rule_rank, k.rule));
+        // The keys still in memory are the last run; the runs written out are merged with it
+        // (on equal keys, the earlier run first: the order detections came in).
+        self.keys.sort_by_key(order);
+        let mut readers = Vec::with_capacity(self.runs.len());
+        if let Some((out, path)) = self.runs_file.as_mut() {
+            out.flush()?;
+            for &(start, len) in &self.runs {
+                let mut file = File::open(&*path)?;
+                file.seek(SeekFrom::Start(start))?;
+                readers.push(Run::File { reader: BufReader::with_capacity(RUN_BUFFER, file), left: len });
+            }
+        }
+        let memory = std::mem::take(&mut self.keys);
+        readers.push(Run::Memory(memory.into_iter()));
+        let mut heap = BinaryHeap::with_capacity(readers.len());
+        for (run, reader) in readers.iter_mut().enumerate() {
+            if let Some(key) = reader.next()? {
+                heap.push(Head { order: order(&key), run, key });
+            }
+        }
         let mut blocks = BlockCache::new(self.file.get_mut(), self.written);
         // Records are read in order, rendered as JSON on every thread, then passed on in order.
+        let mut window = Vec::with_capacity(RENDER_WINDOW);
         let mut raw = Vec::new();
         let mut spans = Vec::new();
         let mut record = Vec::new();
-        for window in self.keys.chunks(RENDER_WINDOW) {
+        loop {
+            window.clear();
+            while window.len() < RENDER_WINDOW {
+                let Some(head) = heap.pop() else { break };
+                window.push(head.key);
+                if let Some(reader) = readers.get_mut(head.run)
+                    && let Some(key) = reader.next()?
+                {
+                    heap.push(Head { order: order(&key), run: head.run, key });
+                }
+            }
+            if window.is_empty() {
+                break;
+            }
             raw.clear();
             spans.clear();
-            for k in window {
+            for k in &window {
                 let start = raw.len();
                 raw.extend_from_slice(blocks.read(k.offset, k.len as usize, &mut record)?);
                 spans.push(start..raw.len());
@@ -278,6 +404,61 @@ impl DetectionStore {
             }
         }
         Ok(())
+    }
+}
+
+/// The timeline order of a key: time, then the ranks of its source's name, position, then
+/// the rank of its rule's id.
+type Order = ((i64, u64), u32, (u64, u64), u32);
+
+/// The next key of a run, in a merge.
+struct Head {
+    order: Order,
+    run: usize,
+    key: Key,
+}
+
+impl PartialEq for Head {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl Eq for Head {}
+
+impl PartialOrd for Head {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Head {
+    /// Reversed: `BinaryHeap` pops the greatest, the merge wants the least.
+    fn cmp(&self, other: &Self) -> Ordering {
+        (other.order, other.run).cmp(&(self.order, self.run))
+    }
+}
+
+/// A sorted run of keys: written out, or the last one, still in memory.
+enum Run {
+    File { reader: BufReader<File>, left: usize },
+    Memory(std::vec::IntoIter<Key>),
+}
+
+impl Run {
+    fn next(&mut self) -> io::Result<Option<Key>> {
+        match self {
+            Run::File { reader, left } => {
+                if *left == 0 {
+                    return Ok(None);
+                }
+                let mut b = [0u8; KEY_BYTES];
+                reader.read_exact(&mut b)?;
+                *left -= 1;
+                Ok(Some(Key::read(&b)))
+            }
+            Run::Memory(keys) => Ok(keys.next()),
+        }
     }
 }
 
@@ -482,6 +663,9 @@ fn read_at(file: &mut File, offset: u64, buf: &mut [u8]) -> io::Result<()> {
 impl Drop for DetectionStore {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
+        if let Some((_, path)) = &self.runs_file {
+            let _ = std::fs::remove_file(path);
+        }
     }
 }
 
@@ -516,6 +700,13 @@ mod tests {
 
     #[test]
     fn records_come_back_in_timeline_order_as_written() {
+        // In memory alone, and merged from runs of 1, 2 and 4 keys.
+        for run_keys in [RUN_KEYS, 1, 2, 4] {
+            timeline_order_with_runs_of(run_keys);
+        }
+    }
+
+    fn timeline_order_with_runs_of(run_keys: usize) {
         let (a, b) = (rule("b-rule"), rule("a-rule"));
         let ds = [
             detection(&a, "s2", Some(10), 1, Some("H1")),
@@ -525,7 +716,7 @@ mod tests {
             detection(&a, "s1", Some(3), 9, Some("H2")),
             detection(&a, "s1", Some(-3), 9, Some("H2")),
         ];
-        let mut store = DetectionStore::new().unwrap();
+        let mut store = DetectionStore::with_runs_of(run_keys).unwrap();
         for d in &ds {
             store.push(d).unwrap();
         }
@@ -545,24 +736,35 @@ mod tests {
             .iter()
             .map(|d| serde_json::to_string(&Record::from_detection(d)).unwrap())
             .collect();
-        assert_eq!(out, expected);
+        assert_eq!(out, expected, "runs of {run_keys}");
     }
 
     #[test]
     fn many_records_across_blocks() {
-        let r = rule("r");
-        let mut store = DetectionStore::new().unwrap();
+        let mut outputs = Vec::new();
+        for run_keys in [RUN_KEYS, 1000, 4096] {
+            outputs.push(many_records_with_runs_of(run_keys));
+        }
+        // The merge of runs gives exactly the order of one sort in memory, ties included.
+        assert!(outputs.iter().all(|o| *o == outputs[0]));
+    }
+
+    fn many_records_with_runs_of(run_keys: usize) -> Vec<String> {
+        let (r, q) = (rule("r"), rule("q"));
+        let mut store = DetectionStore::with_runs_of(run_keys).unwrap();
         let long = "v".repeat(BLOCK + 10);
-        let mut ds = Vec::new();
         for i in 0..9000u64 {
-            let mut d = detection(&r, &format!("s{}", i % 40), Some((i % 97) as i64), i, Some("h"));
+            // Ties: the same time, source, position and rule, told apart by the host only.
+            let host = format!("h{i}");
+            let rule = if i % 7 == 0 { &q } else { &r };
+            let mut d = detection(rule, &format!("s{}", i % 4), Some((i % 5) as i64), i % 3, Some(&host));
             if i % 3000 == 0 {
                 d.fields.push(("long".into(), long.clone()));
             }
             store.push(&d).unwrap();
-            ds.push(d);
         }
-        let mut n = 0;
+        assert_eq!(store.len(), 9000);
+        let mut out = Vec::new();
         let mut last = None;
         store
             .for_each_sorted(|raw| {
@@ -570,10 +772,11 @@ mod tests {
                 let key = (rec.timestamp.clone(), rec.source.clone());
                 assert!(last.as_ref().is_none_or(|l| *l <= key));
                 last = Some(key);
-                n += 1;
+                out.push(String::from_utf8(raw.to_vec()).unwrap());
                 Ok(())
             })
             .unwrap();
-        assert_eq!(n, 9000);
+        assert_eq!(out.len(), 9000);
+        out
     }
 }
