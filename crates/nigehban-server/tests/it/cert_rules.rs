@@ -18,7 +18,7 @@ use nigehban_store::Store;
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::common::{backends, client, open_store, org, token};
+use crate::common::{backends, client, get_json, open_store, org, token};
 
 /// The organisations' own rule: every failed log-on is an alert of its organisation.
 const ORG_RULE: &str = r#"
@@ -134,15 +134,7 @@ impl Running {
 
 /// The alerts a token sees: (owner, rule id, entity) → the alert's item.
 async fn alerts(base: &str, token: &str) -> BTreeMap<(String, String, String), Value> {
-    let page: Value = client()
-        .get(format!("{base}/api/v1/alerts?limit=500"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let page: Value = get_json(&format!("{base}/api/v1/alerts?limit=500"), token).await;
     let mut out = BTreeMap::new();
     for item in page["items"].as_array().unwrap() {
         let a = &item["alert"];
@@ -218,15 +210,7 @@ async fn a_cert_correlation_across_three_ministries_is_one_cert_alert_through_a_
         let id = cert_alert["id"].as_str().unwrap();
 
         // The evidence names the three ministries, and not the organisation of another CERT.
-        let ev: Value = client()
-            .get(format!("{}/api/v1/alerts/{id}/evidence", node.base))
-            .bearer_auth(&cert_analyst)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let ev: Value = get_json(&format!("{}/api/v1/alerts/{id}/evidence", node.base), &cert_analyst).await;
         let items = ev["items"].as_array().unwrap();
         assert_eq!(items.len(), 1, "{ev}");
         let fields = match &items[0]["fields"] {
@@ -279,15 +263,9 @@ async fn a_cert_correlation_across_three_ministries_is_one_cert_alert_through_a_
             assert_eq!(part["owner"], m.to_string());
             assert_eq!(part["alert"]["count"], 1);
             assert_eq!(part["alert"]["entity"], format!("IpAddress={ip}"));
-            let ev: Value = client()
-                .get(format!("{}/api/v1/alerts/{}/evidence", node.base, part["id"].as_str().unwrap()))
-                .bearer_auth(&lead)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let ev: Value =
+                get_json(&format!("{}/api/v1/alerts/{}/evidence", node.base, part["id"].as_str().unwrap()), &lead)
+                    .await;
             let text = format!("{part} {ev}");
             assert!(text.contains(&format!("{}/winlogbeat", names[i])), "its own event: {text}");
             for (j, other) in names.iter().enumerate() {
@@ -457,15 +435,7 @@ async fn in_the_scale_out_mode_the_cert_lane_moves_to_another_node_when_its_node
         assert_eq!(cert_alerts[0]["alert"]["count"], 1, "counted once across the move");
         assert!(!seen.keys().any(|k| k.0 == gov.to_string() && k.1 != CERT_CORRELATION), "{seen:#?}");
         let id = cert_alerts[0]["id"].as_str().unwrap();
-        let ev: Value = client()
-            .get(format!("{base}/api/v1/alerts/{id}/evidence"))
-            .bearer_auth(&national)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let ev: Value = get_json(&format!("{base}/api/v1/alerts/{id}/evidence"), &national).await;
         let fields = match &ev["items"][0]["fields"] {
             Value::String(s) => serde_json::from_str(s).unwrap(),
             other => other.clone(),

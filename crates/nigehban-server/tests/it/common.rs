@@ -172,6 +172,11 @@ pub fn client() -> reqwest::Client {
     reqwest::Client::new()
 }
 
+/// The JSON answer to a GET with an API token.
+pub async fn get_json(url: &str, token: &str) -> serde_json::Value {
+    client().get(url).bearer_auth(token).send().await.unwrap().json().await.unwrap()
+}
+
 /// An organisation, made through the store.
 pub async fn org(s: &Store, kind: OrgKind, short: &str, parents: &[Uuid]) -> Uuid {
     s.create_org(
