@@ -367,16 +367,39 @@ impl Plan {
             }
         }
         if let Some(anywhere) = &self.anywhere {
-            for f in event.fields() {
-                f.value.for_each_scalar(&mut |v| {
-                    if let Value::Str(t) = v {
-                        anywhere.scan(t.lower().as_bytes(), possible);
-                    }
-                    false
-                });
-            }
+            // Keyword literals may be anywhere: every string value, joined by a byte that no
+            // literal holds (0xFF is never in UTF-8), so that no literal is found across two
+            // values, and looked for in one pass.
+            JOINED.with(|cell| {
+                let mut guard = cell.try_borrow_mut();
+                let mut local = Vec::new();
+                let joined: &mut Vec<u8> = match guard.as_deref_mut() {
+                    Ok(j) => j,
+                    Err(_) => &mut local,
+                };
+                joined.clear();
+                for f in event.fields() {
+                    f.value.for_each_scalar(&mut |v| {
+                        if let Value::Str(t) = v {
+                            joined.extend_from_slice(t.lower().as_bytes());
+                            joined.push(SEPARATOR);
+                        }
+                        false
+                    });
+                }
+                anywhere.scan(joined, possible);
+            });
         }
     }
+}
+
+/// Separates the values joined for the keyword scan: never a byte of UTF-8 text, so never a
+/// byte of a literal.
+const SEPARATOR: u8 = 0xFF;
+
+thread_local! {
+    /// The values of the event being scanned for keyword literals, joined.
+    static JOINED: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// A bucket's automata are made DFAs once this many events have met it: a DFA is several
@@ -395,6 +418,11 @@ struct Automaton {
     /// taken as found.
     nfa: Option<aho_corasick::nfa::contiguous::NFA>,
     dfa: OnceLock<Option<aho_corasick::dfa::DFA>>,
+    /// A vectorized search for the first occurrence of any literal (Teddy, for up to 64
+    /// literals where the processor has the instructions): most texts hold none, and then
+    /// the automaton's byte-by-byte walk is skipped. Only where a literal occurs does the
+    /// walk find all of them. Built with the DFA, when a busy bucket uses the automaton.
+    gate: OnceLock<Option<aho_corasick::packed::Searcher>>,
 }
 
 /// An automaton over some literals, and for each literal the bucket positions of the
@@ -434,6 +462,12 @@ impl Scanner {
 
     fn scan(&self, text: &[u8], possible: &mut [u64]) {
         let a = &*self.automaton;
+        if let Some(Some(gate)) = a.gate.get()
+            && text.len() >= gate.minimum_len()
+            && gate.find(text).is_none()
+        {
+            return;
+        }
         if let Some(Some(dfa)) = a.dfa.get() {
             run(dfa, &self.targets, text, possible);
         } else if let Some(nfa) = &a.nfa {
@@ -453,15 +487,16 @@ impl Automaton {
             .prefilter(false)
             .build(patterns.iter().map(|p| p.as_bytes()))
             .ok();
-        Automaton { patterns, nfa, dfa: OnceLock::new() }
+        Automaton { patterns, nfa, dfa: OnceLock::new(), gate: OnceLock::new() }
     }
 
-    /// Builds the DFA, if it fits in what is left of the budget.
+    /// Builds the gate, and the DFA if it fits in what is left of the budget.
     fn promote(&self, automata: &Automata) {
         use aho_corasick::automaton::Automaton as _;
         if self.dfa.get().is_some() || self.nfa.is_none() {
             return;
         }
+        self.gate.get_or_init(|| aho_corasick::packed::Searcher::new(self.patterns.iter().map(|p| p.as_bytes())));
         self.dfa.get_or_init(|| {
             let bound = dfa_size_bound(&self.patterns);
             let reserved = bound <= MAX_DFA_BYTES
@@ -699,6 +734,58 @@ mod tests {
             &mut out,
         );
         assert!(out.is_empty());
+    }
+
+    /// The prefilter (the vectorized gate, then the automaton; contiguous NFA first, DFA once
+    /// the bucket is busy) never hides a literal, wherever it sits in a value and whatever the
+    /// value's length; keyword literals are not found across two values.
+    #[test]
+    fn literals_are_found_wherever_they_are() {
+        let many: Vec<String> = (0..70).map(|i| format!("      - 'kw{i:02}zq'")).collect();
+        let rules = [
+            "title: Few keywords\nlogsource: {product: windows}\ndetection:\n  k:\n    - 'mimikatz'\n    - 'sekurlsa::'\n    - 'abc'\n  condition: k\n".to_owned(),
+            format!("title: Many keywords\nlogsource: {{product: windows}}\ndetection:\n  k:\n{}\n  condition: k\n", many.join("\n").replace("      ", "    ")),
+            "title: Field\nlogsource: {product: windows}\ndetection:\n  sel:\n    CommandLine|contains: ['-enc ', 'downloadstring']\n  condition: sel\n".to_owned(),
+        ];
+        let mut b = RuleSetBuilder::new();
+        for (i, r) in rules.iter().enumerate() {
+            b.add_yaml(&format!("r{i}.yml"), r);
+        }
+        let rs = b.build();
+        assert_eq!(rs.report().loaded, 3, "{:?}", rs.report().failed);
+        let pad = "x".repeat(90);
+        // (the event's fields, the rules expected to match)
+        type Case<'a> = (Vec<(&'a str, String)>, Vec<u32>);
+        let cases: Vec<Case> = vec![
+            (vec![("A", "MIMIKATZ".into())], vec![0]),
+            (vec![("A", format!("{pad}sekurlsa::logonpasswords"))], vec![0]),
+            (vec![("A", format!("sekurlsa::{pad}"))], vec![0]),
+            (vec![("A", "short".into()), ("B", format!("{pad}abc{pad}"))], vec![0]),
+            (vec![("A", "xab".into()), ("B", "cx".into())], vec![]),
+            (vec![("A", "ab".into()), ("B", "c".into())], vec![]),
+            (vec![("A", "KW07ZQ".into())], vec![1]),
+            (vec![("A", format!("{pad}kw69zq"))], vec![1]),
+            (vec![("A", "kw6".into()), ("B", "9zq".into())], vec![]),
+            (vec![("CommandLine", "powershell -enc AAAA".into())], vec![2]),
+            (vec![("CommandLine", format!("{pad}IEX (New-Object Net.WebClient).DownloadString('x')"))], vec![2]),
+            (vec![("Other", "powershell -enc AAAA".into())], vec![]),
+            (vec![("CommandLine", format!("{pad} mimikatz -enc "))], vec![0, 2]),
+        ];
+        // More events than it takes for the bucket to become busy: NFA and DFA both seen.
+        for round in 0..2 * BUSY_BUCKET as usize / cases.len() + 2 {
+            for (fields, expected) in &cases {
+                let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+                let event = windows_event("Application", 1000, &fields);
+                let (mut got, mut all) = (Vec::new(), Vec::new());
+                rs.matches(&event, &mut got);
+                rs.matches_unfiltered(&event, &mut all);
+                got.sort();
+                all.sort();
+                let expected: Vec<RuleId> = expected.iter().map(|&i| RuleId(i)).collect();
+                assert_eq!(got, expected, "round {round}, {fields:?}");
+                assert_eq!(all, expected, "round {round}, {fields:?}");
+            }
+        }
     }
 
     #[test]
