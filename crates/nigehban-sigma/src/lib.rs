@@ -4,6 +4,7 @@
 //! - [`rule`]: the YAML document → [`Rule`] (metadata, log source, detection).
 //! - [`condition`]: the condition language → an expression over searches.
 //! - [`value`]: Sigma strings (wildcards, escapes) and the value modifiers.
+//! - [`yaml`]: rule files' YAML → JSON values (a fast path for the YAML rules use).
 //! - [`compile`]: a detection → [`compile::CompiledDetection`], evaluated per event.
 //! - [`logsource`]: which events a rule applies to, from a data table of log sources.
 //! - [`ruleset`]: many rules, loaded with a report, indexed so that an event is only
@@ -20,6 +21,7 @@ pub mod logsource;
 pub mod rule;
 pub mod ruleset;
 pub mod value;
+pub mod yaml;
 
 pub use rule::{Level, LogSource, Rule};
 pub use ruleset::{LoadReport, RuleId, RuleSet, RuleSetBuilder};

@@ -162,18 +162,7 @@ pub fn scalar_text(v: &Json) -> Option<String> {
 
 /// Parses YAML text into its documents (a file may hold several, separated by `---`).
 pub fn parse_yaml_documents(text: &str) -> Result<Vec<Json>, Error> {
-    serde_saphyr::from_multiple::<Json>(text)
-        .map(|docs| docs.into_iter().filter(|d| !d.is_null()).collect())
-        .map_err(|e| Error::Yaml(first_line(&e.to_string())))
-}
-
-fn first_line(s: &str) -> String {
-    let mut lines = s.lines().filter(|l| !l.trim().is_empty());
-    let first = lines.next().unwrap_or("").trim().to_owned();
-    match lines.next() {
-        Some(second) if first.len() < 30 => format!("{first} {}", second.trim()),
-        _ => first,
-    }
+    crate::yaml::parse(text)
 }
 
 /// Parses all rules in one YAML file. Each document yields a rule or an error; the errors

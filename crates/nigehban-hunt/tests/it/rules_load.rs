@@ -35,3 +35,27 @@ fn sigmahq_rules_load_with_a_committed_report() {
     assert_eq!(committed, text, "the load report differs from {REPORT} (NIGEHBAN_UPDATE_EXPECTED=1 rewrites it)");
     assert!(report.loaded >= 3110, "only {} SigmaHQ rules compile (target 3,110 of 3,141)", report.loaded);
 }
+
+/// Every SigmaHQ rule file reads to the same JSON values on the YAML fast path as through
+/// serde-saphyr, and the fast path takes nearly all of them (else loading is slow again).
+#[test]
+fn sigmahq_rule_files_read_the_same_on_the_yaml_fast_path() {
+    let Some(corpus) = corpus() else { return };
+    let (mut files, mut fast) = (0, 0);
+    for entry in walkdir::WalkDir::new(corpus.join("sigma")).sort_by_file_name() {
+        let entry = entry.expect("walk the corpus");
+        if !entry.file_type().is_file() || !entry.path().extension().is_some_and(|e| e == "yml" || e == "yaml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(entry.path()).expect("read a rule file");
+        files += 1;
+        if let Some(docs) = nigehban_sigma::yaml::documents(&text) {
+            fast += 1;
+            let docs: Vec<_> = docs.into_iter().filter(|d| !d.is_null()).collect();
+            assert_eq!(Ok(docs), nigehban_sigma::yaml::parse_general(&text), "{}", entry.path().display());
+        }
+    }
+    eprintln!("{fast} of {files} YAML files on the fast path");
+    assert!(files > 3000, "only {files} YAML files under the corpus's sigma folder");
+    assert!(fast * 100 >= files * 95, "only {fast} of {files} YAML files on the fast path");
+}
