@@ -6,10 +6,11 @@
 //! `true`/`false` in their three spellings, or a decimal integer). Anything else — tags,
 //! anchors and aliases, merge keys, duplicate keys, keys that are not text, a `%YAML`
 //! directive, plain scalars that another reading could take for a number or a boolean (`0x1F`,
-//! `1e3`, `.inf`, `yes`, `on`, `007`), deep nesting, and every syntax error — gives `None`,
-//! and the caller reads the file with serde-saphyr, whose result (or error) then stands. So
-//! the values are those serde-saphyr gives; the fast path only skips its general machinery
-//! (budgets, anchor replay, duplicate-key fingerprints), about three times the work.
+//! `1e3`, `.inf`, `yes`, `on`, `007`), deep nesting, very large files, and every syntax error
+//! — gives `None`, and the caller reads the file with serde-saphyr, whose result (or error)
+//! then stands. So the values are those serde-saphyr gives; the fast path only skips its
+//! general machinery (budgets, anchor replay, duplicate-key fingerprints), about three times
+//! the work.
 
 use granit_parser::{Event, Parser, ScalarStyle};
 use serde_json::{Map, Number, Value};
@@ -41,8 +42,13 @@ fn first_line(s: &str) -> String {
     }
 }
 
-/// Nesting deeper than this is left to serde-saphyr (and its budget).
-const MAX_DEPTH: usize = 64;
+/// Files beyond these are left to serde-saphyr and its budget (whose defaults are 64 levels,
+/// 250,000 nodes, 1,024 documents, 64 MiB of scalar text): well inside them, so that the fast
+/// path never accepts a file serde-saphyr would refuse.
+const MAX_DEPTH: usize = 32;
+const MAX_NODES: usize = 200_000;
+const MAX_DOCUMENTS: usize = 1_000;
+const MAX_SCALAR_BYTES: usize = 32 << 20;
 
 /// The file's documents by the fast path, or `None` where serde-saphyr must decide.
 pub fn documents(text: &str) -> Option<Vec<Value>> {
@@ -51,19 +57,38 @@ pub fn documents(text: &str) -> Option<Vec<Value>> {
     let mut docs = Vec::new();
     // Open collections: a list, or a map with the key waiting for its value.
     let mut stack: Vec<Open> = Vec::new();
+    let (mut nodes, mut documents, mut scalar_bytes) = (0usize, 0usize, 0usize);
     loop {
         let (event, _) = parser.next_event()?.ok()?;
+        if matches!(event, Event::Scalar(..) | Event::SequenceStart(..) | Event::MappingStart(..)) {
+            nodes += 1;
+            if nodes > MAX_NODES {
+                return None;
+            }
+        }
         let done = match event {
             Event::StreamStart => None,
             Event::StreamEnd => return Some(docs),
-            Event::DocumentStart(_, None) => None,
+            Event::DocumentStart(_, None) => {
+                documents += 1;
+                if documents > MAX_DOCUMENTS {
+                    return None;
+                }
+                None
+            }
             Event::DocumentEnd => {
                 if !stack.is_empty() {
                     return None;
                 }
                 None
             }
-            Event::Scalar(text, style, 0, None) => Some(scalar(&text, style)?),
+            Event::Scalar(text, style, 0, None) => {
+                scalar_bytes += text.len();
+                if scalar_bytes > MAX_SCALAR_BYTES {
+                    return None;
+                }
+                Some(scalar(&text, style)?)
+            }
             Event::SequenceStart(_, 0, None) => {
                 if stack.len() >= MAX_DEPTH {
                     return None;
@@ -114,10 +139,12 @@ enum Open {
 }
 
 /// A key is taken only as text: a plain key that reads as a number, boolean or null, the merge
-/// key `<<`, or a collection as key, is serde-saphyr's part.
+/// key `<<`, a collection as key, and serde_json's private keys (a map whose first key is
+/// `$serde_json::private::RawValue` is read by serde_json as raw JSON text), are serde-saphyr's
+/// part.
 fn map_key(key: Value) -> Option<String> {
     match key {
-        Value::String(s) if s != "<<" => Some(s),
+        Value::String(s) if s != "<<" && !s.starts_with("$serde_json::private::") => Some(s),
         _ => None,
     }
 }
@@ -256,18 +283,23 @@ mod tests {
             "a: [unclosed\n",
             "a: b\n c: d\n",
             "a: 99999999999999999999\n",
+            "sel:\n  $serde_json::private::RawValue: 'x'\n",
+            "sel: {$serde_json::private::Number: '1'}\n",
         ];
         for text in left {
             assert_eq!(documents(text), None, "{text:?}");
         }
     }
 
-    /// The fuzz target's committed seeds (odd YAML of every kind) read the same both ways.
+    /// The fuzz target's committed seeds (odd YAML of every kind) and the inputs it found
+    /// failing read the same both ways.
     #[test]
     fn fuzz_seeds_read_the_same_both_ways() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/sigma_rule");
+        let fuzz = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz");
+        let seeds = std::fs::read_dir(fuzz.join("corpus/sigma_rule")).expect("the committed fuzz seeds");
+        let found = std::fs::read_dir(fuzz.join("crashes-found/sigma_rule")).expect("the inputs fuzzing found");
         let (mut seen, mut fast) = (0, 0);
-        for entry in std::fs::read_dir(&dir).expect("the committed fuzz seeds") {
+        for entry in seeds.chain(found) {
             let bytes = std::fs::read(entry.expect("a seed").path()).expect("read a seed");
             let Ok(text) = std::str::from_utf8(&bytes) else { continue };
             seen += 1;
@@ -281,8 +313,13 @@ mod tests {
     }
 
     #[test]
-    fn deep_nesting_is_left_to_serde_saphyr() {
-        let deep = format!("{}1{}", "[".repeat(MAX_DEPTH + 1), "]".repeat(MAX_DEPTH + 1));
-        assert_eq!(documents(&deep), None);
+    fn deep_nesting_and_big_files_are_left_to_serde_saphyr() {
+        let nested = |n: usize| format!("{}1{}", "[".repeat(n), "]".repeat(n));
+        assert!(documents(&nested(MAX_DEPTH)).is_some());
+        assert_eq!(documents(&nested(MAX_DEPTH + 1)), None);
+        let many_documents = "a: 1\n---\n".repeat(MAX_DOCUMENTS + 1);
+        assert_eq!(documents(&many_documents), None);
+        let many_nodes = format!("[{}]", "1,".repeat(MAX_NODES));
+        assert_eq!(documents(&many_nodes), None);
     }
 }
