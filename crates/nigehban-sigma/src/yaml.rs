@@ -52,7 +52,10 @@ const MAX_SCALAR_BYTES: usize = 32 << 20;
 
 /// The file's documents by the fast path, or `None` where serde-saphyr must decide.
 pub fn documents(text: &str) -> Option<Vec<Value>> {
-    let options = granit_parser::options! { emit_comments: false };
+    // serde-saphyr's parser settings, so that the parser refuses what it refuses (it keeps at
+    // most 32 comments while looking ahead for a key; its other limits are the parser's own
+    // defaults).
+    let options = granit_parser::options! { emit_comments: true, max_buffered_comment_events: 32 };
     let mut parser = Parser::new_from_str_with_options(text, options);
     let mut docs = Vec::new();
     // Open collections: a list, or a map with the key waiting for its value.
@@ -111,7 +114,8 @@ pub fn documents(text: &str) -> Option<Vec<Value>> {
                 Open::Map(map, None) => Some(Value::Object(map)),
                 Open::Map(_, Some(_)) | Open::List(_) => return None,
             },
-            // Tags, anchors, aliases, directives, comments: serde-saphyr's part.
+            Event::Comment(..) => None,
+            // Tags, anchors, aliases, directives: serde-saphyr's part.
             _ => return None,
         };
         let Some(value) = done else { continue };
