@@ -370,13 +370,7 @@ impl Plan {
             // Keyword literals may be anywhere: every string value, joined by a byte that no
             // literal holds (0xFF is never in UTF-8), so that no literal is found across two
             // values, and looked for in one pass.
-            JOINED.with(|cell| {
-                let mut guard = cell.try_borrow_mut();
-                let mut local = Vec::new();
-                let joined: &mut Vec<u8> = match guard.as_deref_mut() {
-                    Ok(j) => j,
-                    Err(_) => &mut local,
-                };
+            with_scratch(&JOINED, |joined| {
                 joined.clear();
                 for f in event.fields() {
                     f.value.for_each_scalar(&mut |v| {
@@ -400,6 +394,18 @@ const SEPARATOR: u8 = 0xFF;
 thread_local! {
     /// The values of the event being scanned for keyword literals, joined.
     static JOINED: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` with this thread's scratch vector, kept between events so that it is allocated
+/// once; or with a fresh one if the thread's is in use (a re-entrant call).
+fn with_scratch<T, R>(
+    key: &'static std::thread::LocalKey<std::cell::RefCell<Vec<T>>>,
+    f: impl FnOnce(&mut Vec<T>) -> R,
+) -> R {
+    key.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut mine) => f(&mut mine),
+        Err(_) => f(&mut Vec::new()),
+    })
 }
 
 /// A bucket's automata are made DFAs once this many events have met it: a DFA is several
@@ -662,13 +668,7 @@ impl RuleSet {
             return;
         }
         let plan = bucket.plan.get_or_init(|| Plan::build(&bucket.variants, &self.needles, &self.automata));
-        POSSIBLE.with(|cell| {
-            let mut guard = cell.try_borrow_mut();
-            let mut local = Vec::new();
-            let possible: &mut Vec<u64> = match guard.as_deref_mut() {
-                Ok(p) => p,
-                Err(_) => &mut local,
-            };
+        with_scratch(&POSSIBLE, |possible| {
             possible.clear();
             possible.extend_from_slice(&plan.always);
             plan.scan(event, possible, &self.automata);
