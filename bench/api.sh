@@ -5,6 +5,7 @@
 #
 #   bash bench/api.sh                 # both back ends
 #   BACKENDS=sqlite bash bench/api.sh # one
+#   BIN_DIR=/tmp/old bash bench/api.sh # binaries copied there (nigehban, bench_seed), no build
 #
 # Needs wrk (apt-get install -y wrk) and, for PostgreSQL, a server at NIGEHBAN_BENCH_PG (default
 # postgres://postgres@127.0.0.1:5432/postgres): a database is created for the run and dropped.
@@ -25,9 +26,15 @@ TARGET=${CARGO_TARGET_DIR:-target}
 PATH_Q="/api/v1/incidents?limit=50"
 
 command -v wrk >/dev/null || { echo "wrk is not installed (apt-get install -y wrk)" >&2; exit 1; }
-cargo build --release -q -p nigehban --bin nigehban -p nigehban-server --example bench_seed
-SEED="$TARGET/release/examples/bench_seed"
-NIGEHBAN="$TARGET/release/nigehban"
+if [ -n "${BIN_DIR:-}" ]; then
+    # Binaries built before (e.g. copies of an earlier commit's, to compare): no build.
+    SEED="$BIN_DIR/bench_seed"
+    NIGEHBAN="$BIN_DIR/nigehban"
+else
+    cargo build --release -q -p nigehban --bin nigehban -p nigehban-server --example bench_seed
+    SEED="$TARGET/release/examples/bench_seed"
+    NIGEHBAN="$TARGET/release/nigehban"
+fi
 mkdir -p "$OUT"
 WORK=$(mktemp -d)
 SERVER_PID=""

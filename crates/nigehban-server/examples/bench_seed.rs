@@ -19,7 +19,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use nigehban_policy::{Kind, OrgKind, Role, Tlp};
-use nigehban_store::testing::execute_unchecked;
+use nigehban_store::testing::{execute_unchecked, refresh_all_markings};
 use nigehban_store::{Actor, NewOrg, NewToken, NewUser, OrgProfile, Store};
 use uuid::Uuid;
 
@@ -245,6 +245,7 @@ async fn main() {
         }
         done += count;
     }
+    refresh_all_markings(&store).await.expect("markings on the objects' rows");
     execute_unchecked(&store, "ANALYZE").await.expect("ANALYZE");
     store.close().await;
     eprintln!(

@@ -111,43 +111,75 @@ struct ObjectRow {
     shares: Option<String>,
 }
 
-/// The envelope's columns of `objects o`.
-const OBJECT_COLUMNS: &str =
-    "o.id, o.kind, o.owner_org, o.tlp, o.title, o.body, o.created_by, o.created_at, o.updated_at, o.version";
+/// The columns of `objects o` an [`ObjectRow`] reads: the envelope and the markings kept on the
+/// row (see [`refresh_markings`]).
+const OBJECT_COLUMNS: &str = "o.id, o.kind, o.owner_org, o.tlp, o.title, o.body, o.created_by, o.created_at, \
+     o.updated_at, o.version, o.recipients, o.assignees, o.shares";
 
-/// The recipients, assignees and shares of `o`, aggregated into one text column each, so that a
-/// page of objects is one query (each query is a round trip to a connection's thread): the
-/// columns to select, and what to join after `o` for them.
+/// The statement that rewrites an object's (`$1`) `recipients`, `assignees` and `shares`
+/// columns from the three tables that hold them, in the transaction that changed those tables (the expressions of the
+/// migration that added the columns). The columns let a page of objects read its markings with
+/// its rows (they were three correlated subqueries per row on SQLite, a lateral subquery per row
+/// on PostgreSQL) and let the read scope probe the recipients and shares tables only for rows
+/// that have some; the tables stay the source of truth.
 ///
-/// On PostgreSQL the three come from one lateral subquery, run once per row: three correlated
-/// subqueries in the select list cost three executor start-ups per row, which measured as much
-/// as choosing the page itself.
-fn marking_columns(d: Dialect) -> (&'static str, &'static str) {
+/// On PostgreSQL the caller must hold the object's row lock before it changes the tables (the
+/// first statement of the transaction updates or locks the row): two transactions changing one
+/// object's markings then run one after the other, and the second one's refresh reads the first
+/// one's rows. On SQLite the one writer connection orders every change.
+fn refresh_markings(d: Dialect) -> &'static str {
     match d {
-        Dialect::Sqlite => (
-            "(SELECT group_concat(hex(x.user_id), ',' ORDER BY x.user_id) FROM object_recipients x \
-               WHERE x.object_id = o.id) AS recipients, \
-             (SELECT group_concat(hex(x.user_id), ',' ORDER BY x.user_id) FROM object_assignees x \
-               WHERE x.object_id = o.id) AS assignees, \
-             (SELECT group_concat(hex(x.by_org) || ' ' || x.target || ' ' || coalesce(hex(x.target_org), ''), ',' \
-               ORDER BY x.created_at, x.by_org) FROM object_shares x WHERE x.object_id = o.id) AS shares",
-            "",
+        Dialect::Sqlite => concat!(markings_update_sqlite!(), " WHERE id = $1"),
+        Dialect::Postgres => concat!(markings_update_postgres!(), " WHERE o.id = $1"),
+    }
+}
+
+/// [`refresh_markings`] for every object that has recipients, assignees or shares in the tables
+/// or on its row: for data written straight into the tables (the API benchmark's seeding) and
+/// for tests that compare the rows' copies with the tables.
+pub(crate) fn refresh_all_markings(d: Dialect) -> &'static str {
+    match d {
+        Dialect::Sqlite => concat!(
+            markings_update_sqlite!(),
+            " WHERE id IN (SELECT object_id FROM object_recipients UNION SELECT object_id FROM object_assignees \
+               UNION SELECT object_id FROM object_shares) \
+               OR recipients IS NOT NULL OR assignees IS NOT NULL OR shares IS NOT NULL"
         ),
-        Dialect::Postgres => (
-            "m.recipients, m.assignees, m.shares",
-            " LEFT JOIN LATERAL (SELECT \
-               string_agg(x.v, ',' ORDER BY x.at, x.u) FILTER (WHERE x.k = 0) AS recipients, \
-               string_agg(x.v, ',' ORDER BY x.at, x.u) FILTER (WHERE x.k = 1) AS assignees, \
-               string_agg(x.v, ',' ORDER BY x.at, x.u) FILTER (WHERE x.k = 2) AS shares \
-             FROM (SELECT 0 AS k, r.user_id::text AS v, 0::bigint AS at, r.user_id AS u \
-                     FROM object_recipients r WHERE r.object_id = o.id \
-                   UNION ALL SELECT 1, a.user_id::text, 0::bigint, a.user_id \
-                     FROM object_assignees a WHERE a.object_id = o.id \
-                   UNION ALL SELECT 2, s.by_org::text || ' ' || s.target || ' ' || coalesce(s.target_org::text, ''), \
-                     s.created_at, s.by_org FROM object_shares s WHERE s.object_id = o.id) x) m ON TRUE",
+        Dialect::Postgres => concat!(
+            markings_update_postgres!(),
+            " WHERE o.id IN (SELECT object_id FROM object_recipients UNION SELECT object_id FROM object_assignees \
+               UNION SELECT object_id FROM object_shares) \
+               OR recipients IS NOT NULL OR assignees IS NOT NULL OR shares IS NOT NULL"
         ),
     }
 }
+
+/// The markings' columns rewritten from their tables (SQLite), without the `WHERE`.
+macro_rules! markings_update_sqlite {
+    () => {
+        "UPDATE objects SET \
+           recipients = (SELECT group_concat(hex(x.user_id), ',' ORDER BY x.user_id) FROM object_recipients x \
+             WHERE x.object_id = objects.id), \
+           assignees = (SELECT group_concat(hex(x.user_id), ',' ORDER BY x.user_id) FROM object_assignees x \
+             WHERE x.object_id = objects.id), \
+           shares = (SELECT group_concat(hex(x.by_org) || ' ' || x.target || ' ' || coalesce(hex(x.target_org), ''), ',' \
+             ORDER BY x.created_at, x.by_org) FROM object_shares x WHERE x.object_id = objects.id)"
+    };
+}
+
+/// The markings' columns rewritten from their tables (PostgreSQL), without the `WHERE`.
+macro_rules! markings_update_postgres {
+    () => {
+        "UPDATE objects o SET \
+           recipients = (SELECT string_agg(x.user_id::text, ',' ORDER BY x.user_id) FROM object_recipients x \
+             WHERE x.object_id = o.id), \
+           assignees = (SELECT string_agg(x.user_id::text, ',' ORDER BY x.user_id) FROM object_assignees x \
+             WHERE x.object_id = o.id), \
+           shares = (SELECT string_agg(x.by_org::text || ' ' || x.target || ' ' || coalesce(x.target_org::text, ''), ',' \
+             ORDER BY x.created_at, x.by_org) FROM object_shares x WHERE x.object_id = o.id)"
+    };
+}
+use {markings_update_postgres, markings_update_sqlite};
 
 /// Values the SQLite planner looks up in its statistics (`sqlite_stat4`, after `ANALYZE`) when
 /// they are bound make SQLite re-prepare the statement at every execution. On SQLite these
@@ -322,6 +354,9 @@ impl Store {
                 sqlx::query("INSERT INTO object_assignees (object_id, user_id) VALUES ($1, $2)")
                     .bind(id).bind(u).execute(&mut *tx).await?;
             }
+            if !new.recipients.is_empty() || !new.assignees.is_empty() {
+                sqlx::query(refresh_markings(d)).bind(id).execute(&mut *tx).await?;
+            }
             append_audit!(tx, d, actor, AuditEntry::new("object.create", new.kind.as_str(), id, detail));
             tx.commit().await?;
         });
@@ -344,11 +379,8 @@ impl Store {
 
     /// One object, with its marking (the caller applies the policy).
     pub async fn object(&self, id: Uuid) -> Result<Option<Object>> {
-        let row: Option<ObjectRow> = on_read!(self, pool, d => {
-            let (columns, join) = marking_columns(d);
-            sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                "SELECT {OBJECT_COLUMNS}, {columns} FROM objects o{join} WHERE o.id = $1"
-            )))
+        let row: Option<ObjectRow> = on_read!(self, pool, _d => {
+            sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {OBJECT_COLUMNS} FROM objects o WHERE o.id = $1")))
             .bind(id)
             .fetch_optional(pool)
             .await?
@@ -372,12 +404,8 @@ impl Store {
             return Ok(Page { items: Vec::new(), next: None });
         }
         let limit = limit.clamp(1, 500);
-        // The page is chosen in the inner query; the outer one adds the markings of its rows only.
         let rows: Vec<ObjectRow> = on_read!(self, pool, d => {
-            let (columns, join) = marking_columns(d);
-            let mut qb = QueryBuilder::new(format!(
-                "SELECT {OBJECT_COLUMNS}, {columns} FROM (SELECT {OBJECT_COLUMNS} FROM objects o WHERE o.kind IN ("
-            ));
+            let mut qb = QueryBuilder::new(format!("SELECT {OBJECT_COLUMNS} FROM objects o WHERE o.kind IN ("));
             for (i, k) in kinds.iter().enumerate() {
                 qb.push(if i == 0 { "" } else { ", " });
                 push_name(&mut qb, d, k.as_str());
@@ -401,20 +429,27 @@ impl Store {
                     }
                     qb.push("))");
                 }
+                // The recipients and shares tables are probed only for rows that have some
+                // (the row's own copy of its markings says so).
                 if let Some(user) = scope.user {
                     qb.push(" OR (o.tlp = 'RED' AND (o.created_by = ");
                     push_id(&mut qb, d, Some(user));
-                    qb.push(" OR EXISTS (SELECT 1 FROM object_recipients r WHERE r.object_id = o.id AND r.user_id = ");
+                    qb.push(" OR (o.recipients IS NOT NULL AND EXISTS (SELECT 1 FROM object_recipients r \
+                             WHERE r.object_id = o.id AND r.user_id = ");
                     push_id(&mut qb, d, Some(user));
-                    qb.push(")))");
+                    qb.push("))))");
                 }
                 // A share is looked up by the row's id, row by row, until the page is full.
                 // PostgreSQL would turn an `EXISTS` here into a hash of every share the
                 // principal can see, built at each execution: a probe per row is cheaper (a
                 // page reads a few dozen rows) and does not grow with the shares.
                 qb.push(match d {
-                    Dialect::Sqlite => " OR (o.tlp IN ('CLEAR', 'GREEN', 'AMBER') AND EXISTS (SELECT 1",
-                    Dialect::Postgres => " OR (o.tlp IN ('CLEAR', 'GREEN', 'AMBER') AND (SELECT 1",
+                    Dialect::Sqlite => {
+                        " OR (o.tlp IN ('CLEAR', 'GREEN', 'AMBER') AND o.shares IS NOT NULL AND EXISTS (SELECT 1"
+                    }
+                    Dialect::Postgres => {
+                        " OR (o.tlp IN ('CLEAR', 'GREEN', 'AMBER') AND o.shares IS NOT NULL AND (SELECT 1"
+                    }
                 });
                 qb.push(" FROM object_shares s WHERE s.object_id = o.id AND (s.target = 'public' OR s.target_org = ");
                 push_id(&mut qb, d, Some(scope.org));
@@ -457,9 +492,6 @@ impl Store {
             }
             // An integer of ours, written out: SQLite re-prepares a statement whose LIMIT is bound.
             qb.push(format_args!(" ORDER BY o.id DESC LIMIT {}", i64::from(limit) + 1));
-            qb.push(") o");
-            qb.push(join);
-            qb.push(" ORDER BY o.id DESC");
             qb.build_query_as().fetch_all(pool).await?
         });
         let more = rows.len() > limit as usize;
@@ -585,6 +617,7 @@ impl Store {
                     "by": s.by, "target": target, "target_org": target_org, "reason": format!("TLP raised to {}", o.tlp.as_str()),
                 })));
             }
+            sqlx::query(refresh_markings(d)).bind(id).execute(&mut *tx).await?;
             append_audit!(tx, d, actor, AuditEntry::new("object.update", o.kind.as_str(), id, serde_json::Value::Object(changed)));
             tx.commit().await?;
         });
@@ -602,6 +635,10 @@ impl Store {
         let now = now_micros();
         on_write!(self, pool, d => {
             let mut tx = pool.begin().await?;
+            if d == Dialect::Postgres {
+                // The row lock [`refresh_markings`] needs.
+                sqlx::query("SELECT 1 FROM objects WHERE id = $1 FOR UPDATE").bind(id).execute(&mut *tx).await?;
+            }
             sqlx::query(
                 "INSERT INTO object_shares (object_id, by_org, target, target_org, created_by, created_at) \
                  VALUES ($1, $2, $3, $4, $5, $6)",
@@ -614,6 +651,7 @@ impl Store {
             .bind(now)
             .execute(&mut *tx)
             .await?;
+            sqlx::query(refresh_markings(d)).bind(id).execute(&mut *tx).await?;
             append_audit!(tx, d, actor, AuditEntry::new("object.share", o.kind.as_str(), id, serde_json::json!({
                 "by": share.by, "target": target, "target_org": target_org, "tlp": o.tlp.as_str(),
             })));

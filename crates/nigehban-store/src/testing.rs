@@ -62,3 +62,20 @@ pub async fn execute_unchecked(store: &Store, sql: &str) -> Result<u64> {
     store.auth_cache.clear();
     Ok(n)
 }
+
+/// Rewrites the markings every object keeps on its row from the recipients, assignees and
+/// shares tables, after [`execute_unchecked`] wrote those tables directly (the API benchmark's
+/// seeding). The store's own changes keep them in step themselves.
+pub async fn refresh_all_markings(store: &Store) -> Result<u64> {
+    let n = match &store.backend {
+        Backend::Sqlite { write, .. } => sqlx::query(crate::objects::refresh_all_markings(crate::Dialect::Sqlite))
+            .execute(write)
+            .await?
+            .rows_affected(),
+        Backend::Postgres(p) => sqlx::query(crate::objects::refresh_all_markings(crate::Dialect::Postgres))
+            .execute(p)
+            .await?
+            .rows_affected(),
+    };
+    Ok(n)
+}

@@ -246,3 +246,81 @@ async fn an_engagements_assigned_auditors_may_be_named_on_red() {
     }
     b.cleanup().await;
 }
+
+/// Each object keeps a copy of its recipients, assignees and shares on its row; every change
+/// rewrites it from the tables, so concurrent changes to one object must leave it equal to what
+/// the tables hold (on PostgreSQL the changes take the object's row lock first).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_markings_on_an_objects_row_follow_concurrent_changes() {
+    let b = Backends::new().await;
+    for s in &b.stores {
+        let n = org(s, OrgKind::National, "ncert", &[]).await;
+        let p = org(s, OrgKind::ProvincialCert, "pcert", &[n]).await;
+        let m = org(s, OrgKind::Organisation, "ministry", &[p]).await;
+        let mut others = Vec::new();
+        for i in 0..8 {
+            others.push(org(s, OrgKind::Organisation, &format!("other{i}"), &[p]).await);
+        }
+        let lead = user(s, m, "lead", Role::OrgSecurityLead).await;
+        let analyst = user(s, p, "analyst", Role::CertAnalyst).await;
+        let tree = s.tree().await.unwrap();
+        let actor = Actor { user: Some(lead), org: Some(m), ..Actor::system() };
+        let o = s
+            .create_object(
+                &actor,
+                &tree,
+                NewObject {
+                    kind: Kind::Incident,
+                    owner: m,
+                    tlp: Tlp::Green,
+                    title: "Defacement of the ministry's portal".into(),
+                    body: serde_json::json!({}),
+                    created_by: Some(lead),
+                    recipients: vec![],
+                    assignees: vec![],
+                },
+            )
+            .await
+            .unwrap();
+        // Eight shares and eight edits at once.
+        let mut tasks = tokio::task::JoinSet::new();
+        for (i, &other) in others.iter().enumerate() {
+            let (s1, a1) = (s.clone(), actor.clone());
+            tasks.spawn(async move {
+                s1.share_object(&a1, o.id, Share { by: m, target: ShareTarget::Org(other) }).await.map(|_| ())
+            });
+            let (s, tree, actor) = (s.clone(), tree.clone(), actor.clone());
+            tasks.spawn(async move {
+                let edit = ObjectUpdate { title: Some(format!("Defacement, edit {i}")), ..Default::default() };
+                match s.update_object(&actor, &tree, o.id, edit).await {
+                    Ok(_) | Err(StoreError::Conflict(_)) => Ok(()),
+                    Err(e) => Err(e),
+                }
+            });
+        }
+        while let Some(done) = tasks.join_next().await {
+            done.unwrap().unwrap();
+        }
+        let mut want: Vec<Share> = others.iter().map(|&o| Share { by: m, target: ShareTarget::Org(o) }).collect();
+        let read = s.object(o.id).await.unwrap().unwrap();
+        let mut got = read.shares.clone();
+        got.sort_by_key(|s| format!("{s:?}"));
+        want.sort_by_key(|s| format!("{s:?}"));
+        assert_eq!(got, want, "every share is on the row");
+        // The row's copy is what the tables say.
+        nigehban_store::testing::refresh_all_markings(s).await.unwrap();
+        assert_eq!(s.object(o.id).await.unwrap().unwrap(), read);
+        // Naming a recipient and raising the TLP (which withdraws the shares) in one change.
+        let up = ObjectUpdate { tlp: Some(Tlp::Red), recipients: Some(vec![analyst]), ..Default::default() };
+        s.update_object(&actor, &tree, o.id, up).await.unwrap();
+        let read = s.object(o.id).await.unwrap().unwrap();
+        assert!(read.shares.is_empty(), "{:?}", read.shares);
+        assert_eq!(read.recipients, vec![analyst]);
+        nigehban_store::testing::refresh_all_markings(s).await.unwrap();
+        assert_eq!(s.object(o.id).await.unwrap().unwrap(), read);
+        let named = Principal { user: Some(analyst), org: p, role: Role::CertAnalyst, scopes: None };
+        let page = s.list_objects(&named, &tree, &ObjectFilter::default(), None, 10).await.unwrap();
+        assert_eq!(page.items, vec![read], "the named recipient lists it");
+    }
+    b.cleanup().await;
+}
