@@ -12,7 +12,7 @@ pub fn visible_orgs(p: &Principal, tree: &Tree) -> Vec<OrgId> {
         all.sort();
         return all;
     }
-    let mut out = tree.chain(p.org);
+    let mut out = tree.chain(p.org).to_vec();
     out.extend(tree.constituency(p.org));
     out.sort();
     out.dedup();

@@ -122,14 +122,21 @@ pub enum TreeError {
 /// one provincial and one sectoral CERT; audit firms outside.
 #[derive(Debug, Clone, Default)]
 pub struct Tree {
-    nodes: HashMap<OrgId, OrgNode>,
+    nodes: OrgMap<OrgNode>,
+    /// Each organisation's chain, computed once: the policy asks for an owner's chain for every
+    /// object of every page it decides on.
+    chains: OrgMap<Box<[OrgId]>>,
     national: Option<OrgId>,
 }
+
+/// Organisations by id, hashed with foldhash: ids are the platform's own (not chosen by
+/// clients), and SipHash was a visible share of deciding on a page of objects.
+type OrgMap<V> = HashMap<OrgId, V, foldhash::fast::RandomState>;
 
 impl Tree {
     /// Builds and checks a tree.
     pub fn new(nodes: impl IntoIterator<Item = OrgNode>) -> Result<Tree, TreeError> {
-        let mut map = HashMap::new();
+        let mut map = OrgMap::default();
         for n in nodes {
             let id = n.id;
             if map.insert(id, n).is_some() {
@@ -178,7 +185,8 @@ impl Tree {
                 });
             }
         }
-        Ok(Tree { nodes: map, national: nationals.first().copied() })
+        let chains = map.keys().map(|&id| (id, walk_chain(&map, id).into_boxed_slice())).collect();
+        Ok(Tree { nodes: map, chains, national: nationals.first().copied() })
     }
 
     /// The national CERT, if the tree has one.
@@ -201,19 +209,10 @@ impl Tree {
         self.nodes.get(&org).is_some_and(|n| n.kind.is_cert())
     }
 
-    /// The organisation's chain: itself, its parent CERTs and nCERT (each once).
-    pub fn chain(&self, org: OrgId) -> Vec<OrgId> {
-        let mut out = Vec::with_capacity(4);
-        let mut stack = vec![org];
-        while let Some(o) = stack.pop() {
-            if out.contains(&o) {
-                continue;
-            }
-            let Some(n) = self.nodes.get(&o) else { continue };
-            out.push(o);
-            stack.extend(n.parents.iter().copied());
-        }
-        out
+    /// The organisation's chain: itself, its parent CERTs and nCERT (each once); empty for an
+    /// organisation not in the tree.
+    pub fn chain(&self, org: OrgId) -> &[OrgId] {
+        self.chains.get(&org).map_or(&[], |c| c)
     }
 
     /// Whether `org` is `cert` or below it.
@@ -251,6 +250,21 @@ impl Tree {
     }
 }
 
+/// The chain of `org` (itself first, then its parents' chains, each organisation once).
+fn walk_chain(nodes: &OrgMap<OrgNode>, org: OrgId) -> Vec<OrgId> {
+    let mut out = Vec::with_capacity(4);
+    let mut stack = vec![org];
+    while let Some(o) = stack.pop() {
+        if out.contains(&o) {
+            continue;
+        }
+        let Some(n) = nodes.get(&o) else { continue };
+        out.push(o);
+        stack.extend(n.parents.iter().copied());
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -277,7 +291,7 @@ mod tests {
     #[test]
     fn chains_and_relations() {
         let t = sample();
-        let mut chain = t.chain(id(10));
+        let mut chain = t.chain(id(10)).to_vec();
         chain.sort();
         assert_eq!(chain, vec![id(1), id(2), id(3), id(10)]);
         assert_eq!(t.relation(id(10), id(10)), Relation::Same);

@@ -44,7 +44,7 @@ pub use monitoring::{
     StoredEvent, TIME_SPAN_MICROS,
 };
 pub use notify::{ClaimedNotification, FailOutcome, Finished, NotificationRecord, NotificationState, NotifyRetry};
-pub use objects::{NewObject, Object, ObjectFilter, ObjectUpdate};
+pub use objects::{Body, NewObject, Object, ObjectFilter, ObjectUpdate};
 pub use orgs::{NewOrg, Org, OrgProfile, OrgUpdate};
 pub use retrohunt::{
     NewRetroHunt, RetroHunt, RetroHuntProgress, RetroHuntRead, RetroHuntRelation, RetroHuntStatus, retrohunt_cursor,

@@ -29,7 +29,7 @@ pub struct ObjectOut {
     pub tlp: &'static str,
     pub title: String,
     #[schema(value_type = Object)]
-    pub body: serde_json::Value,
+    pub body: nigehban_store::Body,
     pub created_by: Option<Uuid>,
     /// RFC 3339.
     #[schema(value_type = String)]

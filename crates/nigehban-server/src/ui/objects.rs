@@ -347,7 +347,7 @@ pub(crate) async fn detail(
             assignees.push(display_name(&state, *u).await);
         }
     }
-    let fields = match &o.body {
+    let fields = match &o.body.to_value() {
         serde_json::Value::Object(m) => {
             m.iter().map(|(k, val)| (view::field_label(k), view::value_text(val))).collect()
         }

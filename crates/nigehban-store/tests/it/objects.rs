@@ -186,7 +186,7 @@ async fn a_page_carries_each_objects_recipients_assignees_and_shares() {
         assert_eq!(l_red.recipients, sorted(vec![manager, analyst]));
         assert_eq!(l_red.assignees, sorted(vec![aud1, aud2]));
         assert!(l_red.shares.is_empty());
-        assert_eq!(l_red.body, serde_json::json!({"n": 1, "nested": {"a": [1, 2]}}));
+        assert_eq!(l_red.body.to_value(), serde_json::json!({"n": 1, "nested": {"a": [1, 2]}}));
         assert!(l_green.recipients.is_empty() && l_green.assignees.is_empty());
         let want: Vec<Share> = shares.iter().map(|&target| Share { by: p, target }).collect();
         assert_eq!(l_green.shares, want, "in the order they were made");
