@@ -135,7 +135,8 @@ pub struct ObjectFilter {
     pub min_level: Option<i64>,
 }
 
-#[derive(sqlx::FromRow)]
+/// A row of [`OBJECT_COLUMNS`], read by position (sqlx's derived reader looks each column up
+/// by name, a hash lookup per column per row of every page).
 struct ObjectRow {
     id: Uuid,
     kind: String,
@@ -156,17 +157,46 @@ struct ObjectRow {
     shares: Option<String>,
 }
 
-/// The columns of `objects o` an [`ObjectRow`] reads: the envelope and the markings kept on the
-/// row (see [`refresh_markings`]).
+impl<'r, R> sqlx::FromRow<'r, R> for ObjectRow
+where
+    R: sqlx::Row,
+    usize: sqlx::ColumnIndex<R>,
+    Uuid: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    Option<Uuid>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    Option<String>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    fn from_row(row: &'r R) -> Result<ObjectRow, sqlx::Error> {
+        Ok(ObjectRow {
+            id: row.try_get(0)?,
+            kind: row.try_get(1)?,
+            owner_org: row.try_get(2)?,
+            tlp: row.try_get(3)?,
+            title: row.try_get(4)?,
+            body: row.try_get(5)?,
+            created_by: row.try_get(6)?,
+            created_at: row.try_get(7)?,
+            updated_at: row.try_get(8)?,
+            version: row.try_get(9)?,
+            recipients: row.try_get(10)?,
+            assignees: row.try_get(11)?,
+            shares: row.try_get(12)?,
+        })
+    }
+}
+
+/// The columns of `objects o` an [`ObjectRow`] reads, in its order: the envelope and the
+/// markings kept on the row (see [`refresh_markings`]).
 const OBJECT_COLUMNS: &str = "o.id, o.kind, o.owner_org, o.tlp, o.title, o.body, o.created_by, o.created_at, \
      o.updated_at, o.version, o.recipients, o.assignees, o.shares";
 
 /// The statement that rewrites an object's (`$1`) `recipients`, `assignees` and `shares`
-/// columns from the three tables that hold them, in the transaction that changed those tables (the expressions of the
-/// migration that added the columns). The columns let a page of objects read its markings with
-/// its rows (they were three correlated subqueries per row on SQLite, a lateral subquery per row
-/// on PostgreSQL) and let the read scope probe the recipients and shares tables only for rows
-/// that have some; the tables stay the source of truth.
+/// columns from the three tables that hold them, in the transaction that changed those tables
+/// (the expressions of the migration that added the columns). The columns let a page of objects
+/// read its markings with its rows (they were three correlated subqueries per row on SQLite, a
+/// lateral subquery per row on PostgreSQL) and let the read scope probe the recipients and
+/// shares tables only for rows that have some; the tables stay the source of truth.
 ///
 /// On PostgreSQL the caller must hold the object's row lock before it changes the tables (the
 /// first statement of the transaction updates or locks the row): two transactions changing one
