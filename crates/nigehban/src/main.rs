@@ -13,8 +13,11 @@ use clap::{Parser, Subcommand};
 /// jemalloc on Linux. Live monitoring parses events on one thread and detects and frees them
 /// on another; glibc's allocator serialises such frees on its arenas' locks, which cost the
 /// server about a third of its CPU in the ingest benchmark (BENCHMARKS.md), for the same
-/// memory. Hunting runs as fast and as small with either. `--no-default-features` keeps the
-/// system's allocator.
+/// memory. It also serves the C code's `malloc` (the workspace enables tikv-jemallocator's
+/// `unprefixed_malloc_on_supported_platforms`): SQLite's per-value copies, allocated on its
+/// connections' threads and freed on the requests', took glibc's arena locks as well
+/// (BENCHMARKS.md, Platform API). Hunting runs as fast and as small with either.
+/// `--no-default-features` keeps the system's allocator.
 #[cfg(all(target_os = "linux", feature = "jemalloc"))]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
