@@ -201,6 +201,15 @@ impl LogSourceTable {
                 };
             }
         }
+        // A rule for any product whose category or service the table does not know.
+        if ls.product.is_none() {
+            if let Some(cat) = &ls.category {
+                return plain(Some(format!("category `{cat}`")));
+            }
+            if let Some(service) = &ls.service {
+                return plain(Some(format!("service `{service}`")));
+            }
+        }
         plain(None)
     }
 }

@@ -140,11 +140,14 @@ impl RuleSetBuilder {
                         self.variants.push(CompiledVariant { rule: id, variant, check_conditions, detection });
                     }
                     if let Some(what) = unmapped {
+                        let against = if rule.logsource.product.is_some() {
+                            "every event of its product"
+                        } else {
+                            "every event but those of Windows event logs"
+                        };
                         self.report.warnings.push((
                             path.clone(),
-                            format!(
-                                "log source {what} is not in the log source table: evaluated against every event of its product"
-                            ),
+                            format!("log source {what} is not in the log source table: evaluated against {against}"),
                         ));
                     }
                     self.rules.push(LoadedRule { rule, path: path.clone() });
@@ -176,6 +179,11 @@ impl RuleSetBuilder {
         let mut by_channel: HashMap<String, ChannelLists> = HashMap::new();
         let mut by_product: HashMap<Product, Vec<u32>> = HashMap::new();
         let mut any_product: Vec<u32> = Vec::new();
+        // Of those, the ones whose category or service the log source table does not know
+        // (`category: database`, `category: antivirus`, `service: nginx`): no Windows event log
+        // provides them, so they stay out of the Windows buckets (they fired on Security and
+        // Sysmon events only by accident: a `Filename` or a word such as "drop" in a message).
+        let mut unmapped_any_product: Vec<bool> = Vec::new();
         // Variants for one data set of docs/fields.md (`event.dataset`): only events that name
         // that data set can meet them, so they are kept out of every other bucket.
         let mut by_dataset: HashMap<String, Vec<u32>> = HashMap::new();
@@ -189,7 +197,8 @@ impl RuleSetBuilder {
                 }
                 continue;
             }
-            let products = LogSourceTable::builtin().resolve(&self.rules[cv.rule.0 as usize].rule.logsource).products;
+            let resolved = LogSourceTable::builtin().resolve(&self.rules[cv.rule.0 as usize].rule.logsource);
+            let (products, unmapped) = (resolved.products, resolved.unmapped.is_some());
             match cv.variant.channels() {
                 Some(channels) => {
                     // Event ids from the log source, else those the detection requires.
@@ -215,7 +224,10 @@ impl RuleSetBuilder {
                             by_product.entry(p).or_default().push(i);
                         }
                     }
-                    None => any_product.push(i),
+                    None => {
+                        any_product.push(i);
+                        unmapped_any_product.push(unmapped);
+                    }
                 },
             }
         }
@@ -224,17 +236,27 @@ impl RuleSetBuilder {
         let joined = |lists: &[&[u32]]| Bucket::new(lists.concat());
         let product_list = |p: Product| by_product.get(&p).map(Vec::as_slice).unwrap_or(&[]);
         let windows = product_list(Product::Windows);
+        let any_but_unmapped: Vec<u32> = any_product
+            .iter()
+            .zip(&unmapped_any_product)
+            .filter(|(_, unmapped)| !**unmapped)
+            .map(|(i, _)| *i)
+            .collect();
         let channels = by_channel
             .iter()
             .map(|(ch, (ids, rest))| {
-                let by_id = ids.iter().map(|(id, list)| (*id, joined(&[list, rest, windows, &any_product]))).collect();
+                let by_id =
+                    ids.iter().map(|(id, list)| (*id, joined(&[list, rest, windows, &any_but_unmapped]))).collect();
                 (
                     ch.as_str().into(),
-                    ChannelBuckets { by_event_id: by_id, other: joined(&[rest, windows, &any_product]) },
+                    ChannelBuckets { by_event_id: by_id, other: joined(&[rest, windows, &any_but_unmapped]) },
                 )
             })
             .collect();
-        let products = PRODUCTS.map(|p| joined(&[product_list(p), &any_product]));
+        let products = PRODUCTS.map(|p| {
+            let any = if p == Product::Windows { &any_but_unmapped } else { &any_product };
+            joined(&[product_list(p), any])
+        });
         let by_dataset = by_dataset.into_iter().map(|(d, list)| (d.into_boxed_str(), Bucket::new(list))).collect();
         RuleSet {
             rules: self.rules,
@@ -734,6 +756,44 @@ mod tests {
             &mut out,
         );
         assert!(out.is_empty());
+    }
+
+    /// A rule for any product whose category the log source table does not know (SigmaHQ's
+    /// `category: database`, `category: antivirus`) runs on every product's events but not on
+    /// Windows event logs', where it only ever met a word or a field name by accident; a
+    /// product-less rule without a category still runs everywhere.
+    #[test]
+    fn unmapped_product_less_rules_stay_off_windows_event_logs() {
+        let mut b = RuleSetBuilder::new();
+        b.add_yaml(
+            "db.yml",
+            "title: Anomalous query\nlogsource: {category: database}\ndetection:\n  k: ['drop', 'truncate']\n  condition: k\n",
+        );
+        b.add_yaml("any.yml", "title: Anywhere\nlogsource: {}\ndetection:\n  k: ['drop']\n  condition: k\n");
+        let rs = b.build();
+        assert_eq!(rs.report().loaded, 2, "{:?}", rs.report().failed);
+        let warnings: Vec<&str> = rs.report().warnings.iter().map(|(_, w)| w.as_str()).collect();
+        assert_eq!(
+            warnings,
+            ["log source category `database` is not in the log source table: evaluated against every event but \
+              those of Windows event logs"]
+        );
+        for product in [Product::Linux, Product::Other] {
+            let mut e = Event::new(Source::file("t"), Position::Line(1), product, "test");
+            e.set("message", Value::str("DROP TABLE users;"));
+            let mut out = Vec::new();
+            rs.matches(&e, &mut out);
+            out.sort();
+            assert_eq!(out, vec![RuleId(0), RuleId(1)], "{product:?}");
+        }
+        let mut out = Vec::new();
+        rs.matches(&windows_event("Security", 4663, &[("ObjectName", "C:\\drop\\x")]), &mut out);
+        assert_eq!(out, vec![RuleId(1)]);
+        let mut e = Event::new(Source::file("t"), Position::Line(1), Product::Windows, "test");
+        e.set("ObjectName", Value::str("C:\\drop\\x"));
+        out.clear();
+        rs.matches(&e, &mut out);
+        assert_eq!(out, vec![RuleId(1)], "a Windows event without a channel");
     }
 
     /// The prefilter (the vectorized gate, then the automaton; contiguous NFA first, DFA once
