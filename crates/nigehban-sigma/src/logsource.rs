@@ -201,12 +201,15 @@ impl LogSourceTable {
                 };
             }
         }
-        // A rule for any product whose category or service the table does not know.
+        // A rule for any product whose category or service the table knows for no product
+        // (a Windows category such as `file_event` also describes Sysmon for Linux's events).
         if ls.product.is_none() {
-            if let Some(cat) = &ls.category {
+            if let Some(cat) = ls.category.as_ref().filter(|c| !self.table.windows_categories.contains_key(*c)) {
                 return plain(Some(format!("category `{cat}`")));
             }
-            if let Some(service) = &ls.service {
+            if ls.category.is_none()
+                && let Some(service) = ls.service.as_ref().filter(|s| !self.table.windows_services.contains_key(*s))
+            {
                 return plain(Some(format!("service `{service}`")));
             }
         }

@@ -761,7 +761,7 @@ mod tests {
     /// A rule for any product whose category the log source table does not know (SigmaHQ's
     /// `category: database`, `category: antivirus`) runs on every product's events but not on
     /// Windows event logs', where it only ever met a word or a field name by accident; a
-    /// product-less rule without a category still runs everywhere.
+    /// product-less rule without a category, or with one the table knows, still runs everywhere.
     #[test]
     fn unmapped_product_less_rules_stay_off_windows_event_logs() {
         let mut b = RuleSetBuilder::new();
@@ -770,8 +770,16 @@ mod tests {
             "title: Anomalous query\nlogsource: {category: database}\ndetection:\n  k: ['drop', 'truncate']\n  condition: k\n",
         );
         b.add_yaml("any.yml", "title: Anywhere\nlogsource: {}\ndetection:\n  k: ['drop']\n  condition: k\n");
+        // A category the table knows for Windows: still everywhere (Sysmon for Linux has a channel too).
+        b.add_yaml(
+            "jsp.yml",
+            "title: JSP\nlogsource: {category: file_event}\ndetection:\n  s:\n    TargetFilename|endswith: '.jsp'\n  condition: s\n",
+        );
         let rs = b.build();
-        assert_eq!(rs.report().loaded, 2, "{:?}", rs.report().failed);
+        assert_eq!(rs.report().loaded, 3, "{:?}", rs.report().failed);
+        let mut out = Vec::new();
+        rs.matches(&windows_event("Linux-Sysmon/Operational", 11, &[("TargetFilename", "/opt/w/a.jsp")]), &mut out);
+        assert_eq!(out, vec![RuleId(2)]);
         let warnings: Vec<&str> = rs.report().warnings.iter().map(|(_, w)| w.as_str()).collect();
         assert_eq!(
             warnings,
@@ -786,7 +794,7 @@ mod tests {
             out.sort();
             assert_eq!(out, vec![RuleId(0), RuleId(1)], "{product:?}");
         }
-        let mut out = Vec::new();
+        out.clear();
         rs.matches(&windows_event("Security", 4663, &[("ObjectName", "C:\\drop\\x")]), &mut out);
         assert_eq!(out, vec![RuleId(1)]);
         let mut e = Event::new(Source::file("t"), Position::Line(1), Product::Windows, "test");
