@@ -179,11 +179,11 @@ impl RuleSetBuilder {
         let mut by_channel: HashMap<String, ChannelLists> = HashMap::new();
         let mut by_product: HashMap<Product, Vec<u32>> = HashMap::new();
         let mut any_product: Vec<u32> = Vec::new();
-        // Of those, the ones whose category or service the log source table does not know
+        // The same but those whose category or service the log source table does not know
         // (`category: database`, `category: antivirus`, `service: nginx`): no Windows event log
         // provides them, so they stay out of the Windows buckets (they fired on Security and
         // Sysmon events only by accident: a `Filename` or a word such as "drop" in a message).
-        let mut unmapped_any_product: Vec<bool> = Vec::new();
+        let mut any_but_unmapped: Vec<u32> = Vec::new();
         // Variants for one data set of docs/fields.md (`event.dataset`): only events that name
         // that data set can meet them, so they are kept out of every other bucket.
         let mut by_dataset: HashMap<String, Vec<u32>> = HashMap::new();
@@ -198,7 +198,6 @@ impl RuleSetBuilder {
                 continue;
             }
             let resolved = LogSourceTable::builtin().resolve(&self.rules[cv.rule.0 as usize].rule.logsource);
-            let (products, unmapped) = (resolved.products, resolved.unmapped.is_some());
             match cv.variant.channels() {
                 Some(channels) => {
                     // Event ids from the log source, else those the detection requires.
@@ -218,7 +217,7 @@ impl RuleSetBuilder {
                         }
                     }
                 }
-                None => match products {
+                None => match resolved.products {
                     Some(ps) => {
                         for p in ps {
                             by_product.entry(p).or_default().push(i);
@@ -226,7 +225,9 @@ impl RuleSetBuilder {
                     }
                     None => {
                         any_product.push(i);
-                        unmapped_any_product.push(unmapped);
+                        if resolved.unmapped.is_none() {
+                            any_but_unmapped.push(i);
+                        }
                     }
                 },
             }
@@ -236,12 +237,6 @@ impl RuleSetBuilder {
         let joined = |lists: &[&[u32]]| Bucket::new(lists.concat());
         let product_list = |p: Product| by_product.get(&p).map(Vec::as_slice).unwrap_or(&[]);
         let windows = product_list(Product::Windows);
-        let any_but_unmapped: Vec<u32> = any_product
-            .iter()
-            .zip(&unmapped_any_product)
-            .filter(|(_, unmapped)| !**unmapped)
-            .map(|(i, _)| *i)
-            .collect();
         let channels = by_channel
             .iter()
             .map(|(ch, (ids, rest))| {

@@ -205,7 +205,7 @@ const OBJECT_COLUMNS: &str = "o.id, o.kind, o.owner_org, o.tlp, o.title, o.body,
 fn refresh_markings(d: Dialect) -> &'static str {
     match d {
         Dialect::Sqlite => concat!(markings_update_sqlite!(), " WHERE id = $1"),
-        Dialect::Postgres => concat!(markings_update_postgres!(), " WHERE o.id = $1"),
+        Dialect::Postgres => concat!(markings_update_postgres!(), " WHERE id = $1"),
     }
 }
 
@@ -213,19 +213,16 @@ fn refresh_markings(d: Dialect) -> &'static str {
 /// or on its row: for data written straight into the tables (the API benchmark's seeding) and
 /// for tests that compare the rows' copies with the tables.
 pub(crate) fn refresh_all_markings(d: Dialect) -> &'static str {
-    match d {
-        Dialect::Sqlite => concat!(
-            markings_update_sqlite!(),
+    macro_rules! with_markings {
+        () => {
             " WHERE id IN (SELECT object_id FROM object_recipients UNION SELECT object_id FROM object_assignees \
                UNION SELECT object_id FROM object_shares) \
                OR recipients IS NOT NULL OR assignees IS NOT NULL OR shares IS NOT NULL"
-        ),
-        Dialect::Postgres => concat!(
-            markings_update_postgres!(),
-            " WHERE o.id IN (SELECT object_id FROM object_recipients UNION SELECT object_id FROM object_assignees \
-               UNION SELECT object_id FROM object_shares) \
-               OR recipients IS NOT NULL OR assignees IS NOT NULL OR shares IS NOT NULL"
-        ),
+        };
+    }
+    match d {
+        Dialect::Sqlite => concat!(markings_update_sqlite!(), with_markings!()),
+        Dialect::Postgres => concat!(markings_update_postgres!(), with_markings!()),
     }
 }
 
@@ -245,13 +242,13 @@ macro_rules! markings_update_sqlite {
 /// The markings' columns rewritten from their tables (PostgreSQL), without the `WHERE`.
 macro_rules! markings_update_postgres {
     () => {
-        "UPDATE objects o SET \
+        "UPDATE objects SET \
            recipients = (SELECT string_agg(x.user_id::text, ',' ORDER BY x.user_id) FROM object_recipients x \
-             WHERE x.object_id = o.id), \
+             WHERE x.object_id = objects.id), \
            assignees = (SELECT string_agg(x.user_id::text, ',' ORDER BY x.user_id) FROM object_assignees x \
-             WHERE x.object_id = o.id), \
+             WHERE x.object_id = objects.id), \
            shares = (SELECT string_agg(x.by_org::text || ' ' || x.target || ' ' || coalesce(x.target_org::text, ''), ',' \
-             ORDER BY x.created_at, x.by_org) FROM object_shares x WHERE x.object_id = o.id)"
+             ORDER BY x.created_at, x.by_org) FROM object_shares x WHERE x.object_id = objects.id)"
     };
 }
 use {markings_update_postgres, markings_update_sqlite};
