@@ -62,7 +62,7 @@ pub enum Matcher {
         literal: Option<String>,
     },
     /// The `re` modifier: a regular expression matched anywhere in the value.
-    Regex(Regex),
+    Regex(Box<LazyRegex>),
     Cidr(Vec<IpNet>),
     Cmp(CmpOp, f64),
     /// `null`: the field is absent or null.
@@ -446,6 +446,86 @@ fn scalar_matches(m: &Matcher, v: &Value, event: &Event) -> bool {
     }
 }
 
+/// The most memory a regular expression's compiled form may take.
+const REGEX_SIZE_LIMIT: usize = 1 << 23;
+/// A regular expression whose syntax tree bounds the states of its automaton
+/// ([`hir_size_bound`]) below this is compiled on first use rather than when the rule loads:
+/// at some 40 bytes a state (one transition, or a few for a union), that is under 6 MB,
+/// within [`REGEX_SIZE_LIMIT`].
+const DEFERRED_REGEX_BOUND: usize = 1 << 17;
+
+/// A rule's regular expression, checked when the rule loads and compiled when it is first
+/// needed. Compiling is most of a regular expression's cost, in time and in memory (some
+/// tens of kilobytes each), and most rules never meet an event their literals let through.
+/// Only expressions that cannot exceed the size limit wait ([`DEFERRED_REGEX_BOUND`]): so an
+/// expression that could not be compiled is still reported with its rule at load.
+#[derive(Clone, Debug)]
+pub struct LazyRegex {
+    pattern: Box<str>,
+    flags: [bool; 3],
+    compiled: OnceLock<Option<Regex>>,
+}
+
+impl LazyRegex {
+    /// Checks `pattern` and compiles it now if it could be large. The error is the regular
+    /// expression library's message.
+    fn new(pattern: &str, case_insensitive: bool, multi_line: bool, dot_all: bool) -> Result<LazyRegex, String> {
+        let hir = regex_syntax::ParserBuilder::new()
+            .case_insensitive(case_insensitive)
+            .multi_line(multi_line)
+            .dot_matches_new_line(dot_all)
+            .build()
+            .parse(pattern)
+            .map_err(|e| e.to_string())?;
+        let re = LazyRegex {
+            pattern: pattern.into(),
+            flags: [case_insensitive, multi_line, dot_all],
+            compiled: OnceLock::new(),
+        };
+        if hir_size_bound(&hir) >= DEFERRED_REGEX_BOUND {
+            let compiled = re.build().map_err(|e| e.to_string())?;
+            let _ = re.compiled.set(Some(compiled));
+        }
+        Ok(re)
+    }
+
+    fn build(&self) -> Result<Regex, regex::Error> {
+        let [i, m, s] = self.flags;
+        RegexBuilder::new(&self.pattern)
+            .case_insensitive(i)
+            .multi_line(m)
+            .dot_matches_new_line(s)
+            .size_limit(REGEX_SIZE_LIMIT)
+            .build()
+    }
+
+    fn is_match(&self, text: &str) -> bool {
+        // The syntax was checked and the size bounded when the rule loaded, so building cannot
+        // fail here.
+        self.compiled.get_or_init(|| self.build().ok()).as_ref().is_some_and(|re| re.is_match(text))
+    }
+}
+
+/// An upper bound of the number of states of the automaton compiled from `hir` (saturating):
+/// a range of a Unicode class becomes at most nine UTF-8 sequences of at most four bytes.
+fn hir_size_bound(hir: &regex_syntax::hir::Hir) -> usize {
+    use regex_syntax::hir::{Class, HirKind};
+    match hir.kind() {
+        HirKind::Empty | HirKind::Look(_) => 1,
+        HirKind::Literal(l) => l.0.len() + 1,
+        HirKind::Class(Class::Unicode(c)) => c.ranges().len().saturating_mul(36).saturating_add(1),
+        HirKind::Class(Class::Bytes(c)) => c.ranges().len().saturating_add(1),
+        HirKind::Repetition(r) => {
+            let copies = r.max.unwrap_or(r.min).max(r.min).saturating_add(1) as usize;
+            hir_size_bound(&r.sub).saturating_mul(copies).saturating_add(1)
+        }
+        HirKind::Capture(c) => hir_size_bound(&c.sub).saturating_add(2),
+        HirKind::Concat(items) | HirKind::Alternation(items) => {
+            items.iter().fold(1usize, |n, h| n.saturating_add(hir_size_bound(h)).saturating_add(1))
+        }
+    }
+}
+
 /// `s` cut to at most `max` characters, for error messages.
 fn clip(s: &str, max: usize) -> String {
     match s.char_indices().nth(max) {
@@ -615,16 +695,9 @@ fn compile_value(mods: &Mods, has_field: bool, v: &Json) -> Result<Matcher, Stri
         return Ok(Matcher::Cidr(nets));
     }
     if mods.re {
-        let re = RegexBuilder::new(&text)
-            .case_insensitive(mods.re_i)
-            .multi_line(mods.re_m)
-            .dot_matches_new_line(mods.re_s)
-            .size_limit(1 << 23)
-            .build()
-            .map_err(|e| {
-                format!("regular expression `{text}`: {}", e.to_string().lines().last().unwrap_or("invalid"))
-            })?;
-        return Ok(Matcher::Regex(re));
+        let re = LazyRegex::new(&text, mods.re_i, mods.re_m, mods.re_s)
+            .map_err(|e| format!("regular expression `{text}`: {}", e.lines().last().unwrap_or("invalid")))?;
+        return Ok(Matcher::Regex(Box::new(re)));
     }
     if mods.fieldref {
         return Ok(Matcher::FieldRef {
@@ -876,5 +949,23 @@ mod tests {
         assert!(bad("sel:\n  A|re: '(x'\ncondition: sel\n").to_string().contains("regular expression"));
         assert!(bad("sel:\n  A|cidr: 'x'\ncondition: sel\n").to_string().contains("not a CIDR"));
         assert!(bad("sel:\n  A: x\n").to_string().contains("condition"));
+        // Too large once compiled: found when the rule loads, not when it is first used.
+        let big = bad("sel:\n  A|re: '\\w{200}\\w{200}'\ncondition: sel\n").to_string();
+        assert!(big.contains("regular expression") && big.contains("size limit"), "{big}");
+    }
+
+    #[test]
+    fn regular_expressions_compiled_on_first_use_match_as_others() {
+        let d = det("sel:\n  A|re|i: '^ab+c'\n  B|re: 'x.y'\ncondition: sel\n");
+        let Some(Search::All(items)) = d.searches.first() else { panic!("one map") };
+        let Some(Matcher::Regex(re)) = items[0].matchers.first() else { panic!("a regular expression") };
+        assert!(re.compiled.get().is_none(), "small expressions wait for their first use");
+        assert!(d.matches(&event(&[("A", s("ABBC!")), ("B", s("x-y"))])));
+        assert!(re.compiled.get().is_some_and(Option::is_some));
+        assert!(!d.matches(&event(&[("A", s("zabc")), ("B", s("x-y"))])));
+        assert!(!d.matches(&event(&[("A", s("abc")), ("B", s("x\ny"))])));
+        // Flags given by modifiers hold for the deferred build too.
+        let d = det("sel:\n  A|re|s: 'x.y'\ncondition: sel\n");
+        assert!(d.matches(&event(&[("A", s("x\ny"))])));
     }
 }

@@ -521,12 +521,12 @@ impl Automaton {
         }
         self.gate.get_or_init(|| aho_corasick::packed::Searcher::new(self.patterns.iter().map(|p| p.as_bytes())));
         self.dfa.get_or_init(|| {
-            let bound = dfa_size_bound(&self.patterns);
-            let reserved = bound <= MAX_DFA_BYTES
+            let estimate = dfa_size_estimate(&self.patterns);
+            let reserved = estimate <= MAX_DFA_BYTES
                 && automata
                     .dfa_bytes
                     .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |used| {
-                        (used + bound <= DFA_BUDGET).then_some(used + bound)
+                        (used + estimate <= DFA_BUDGET).then_some(used + estimate)
                     })
                     .is_ok();
             if !reserved {
@@ -537,19 +537,25 @@ impl Automaton {
                 .prefilter(false)
                 .build(self.patterns.iter().map(|p| p.as_bytes()))
                 .ok();
-            // Keep the actual size, not the bound, in the budget.
+            // Keep the actual size, not the estimate, in the budget.
             let actual = dfa.as_ref().map_or(0, |d| d.memory_usage());
-            automata.dfa_bytes.fetch_sub(bound.saturating_sub(actual), Ordering::Relaxed);
+            if actual >= estimate {
+                automata.dfa_bytes.fetch_add(actual - estimate, Ordering::Relaxed);
+            } else {
+                automata.dfa_bytes.fetch_sub(estimate - actual, Ordering::Relaxed);
+            }
             dfa
         });
     }
 }
 
-/// An upper bound of the size of the DFA over `patterns`, without building it: at most one
+/// An estimate of the size of the DFA over `patterns`, without building it: at most one
 /// state per pattern byte (and two more), each with a transition (4 bytes) per byte class and
 /// one for the end of input, rounded up to a power of two; at most one byte class per
-/// distinct byte, plus one for the others; and the lists of literals each state matches.
-fn dfa_size_bound(patterns: &[Box<str>]) -> usize {
+/// distinct byte, plus one for the others; and the lists of literals each state matches, at
+/// a guess (over hundreds of literals that overlap they can take more: the budget is then
+/// charged the DFA's actual size once built).
+fn dfa_size_estimate(patterns: &[Box<str>]) -> usize {
     let mut seen = [false; 256];
     let mut bytes = 0usize;
     for p in patterns {
