@@ -20,6 +20,17 @@ use crate::store::DetectionStore;
 /// EVTX chunks (64 KiB each) per unit of work.
 pub const EVTX_CHUNKS_PER_UNIT: u64 = 16;
 
+/// Detections a thread gathers before it passes them on to the store.
+const FLUSH_DETECTIONS: usize = 256;
+
+/// Counts of a batch of items, added to the shared ones at its end.
+#[derive(Default)]
+struct Tally {
+    events: u64,
+    filtered: u64,
+    detections: u64,
+}
+
 /// How many diagnostics are kept word for word; the rest are counted.
 pub const MAX_KEPT_DIAGNOSTICS: usize = 200;
 
@@ -100,31 +111,52 @@ impl Shared<'_> {
 
     /// Runs the detector over a batch of reader items; returns the number of events.
     fn process(&self, items: impl Iterator<Item = Item>, source: &Arc<str>, local: &mut Findings) -> u64 {
-        let mut n = 0;
-        let mut filtered = 0;
+        let mut tally = Tally::default();
+        let mut events = 0;
         for item in items {
-            match item {
-                Item::Event(event) => {
-                    n += 1;
-                    if !self.in_window(&event) {
-                        filtered += 1;
-                        continue;
-                    }
-                    let before = local.detections.len();
-                    self.detector.detect(&event, source, local);
-                    let found = (local.detections.len() - before) as u64;
-                    if found > 0 {
-                        self.progress.detections.fetch_add(found, Ordering::Relaxed);
-                    }
-                }
-                Item::Diagnostic(d) => self.diagnostic(d),
+            self.process_one(item, source, local, &mut tally);
+            // A long text file shows progress as it is read.
+            if tally.events >= 4096 {
+                self.add(&tally);
+                events += tally.events;
+                tally = Tally::default();
             }
         }
-        if filtered > 0 {
-            self.filtered.fetch_add(filtered, Ordering::Relaxed);
+        self.add(&tally);
+        events + tally.events
+    }
+
+    /// Runs the detector over one reader item, counting into `tally`; passes the findings on
+    /// to the store once there are [`FLUSH_DETECTIONS`] of them, so that a unit full of
+    /// detections does not hold them all.
+    fn process_one(&self, item: Item, source: &Arc<str>, local: &mut Findings, tally: &mut Tally) {
+        match item {
+            Item::Event(event) => {
+                tally.events += 1;
+                if !self.in_window(&event) {
+                    tally.filtered += 1;
+                    return;
+                }
+                let before = local.detections.len();
+                self.detector.detect(&event, source, local);
+                tally.detections += (local.detections.len() - before) as u64;
+                if local.detections.len() >= FLUSH_DETECTIONS {
+                    self.flush(local);
+                }
+            }
+            Item::Diagnostic(d) => self.diagnostic(d),
         }
-        self.progress.events.fetch_add(n, Ordering::Relaxed);
-        n
+    }
+
+    /// Adds a batch's counts to the shared ones.
+    fn add(&self, tally: &Tally) {
+        if tally.filtered > 0 {
+            self.filtered.fetch_add(tally.filtered, Ordering::Relaxed);
+        }
+        if tally.detections > 0 {
+            self.progress.detections.fetch_add(tally.detections, Ordering::Relaxed);
+        }
+        self.progress.events.fetch_add(tally.events, Ordering::Relaxed);
     }
 
     fn flush(&self, local: &mut Findings) {
@@ -221,7 +253,6 @@ impl Shared<'_> {
             self.diagnostic(diag(format!("cannot seek: {e}"), Some(start)));
             return;
         }
-        let mut items = Vec::new();
         let mut events = 0;
         for i in 0..chunks {
             let offset = start + i * evtx::CHUNK_SIZE as u64;
@@ -243,8 +274,12 @@ impl Shared<'_> {
                 }
                 break;
             }
-            evtx::parse_chunk(evtx::RawChunk { data, offset }, &source, &mut items);
-            events += self.process(items.drain(..), &name, local);
+            let mut tally = Tally::default();
+            evtx::for_each_in_chunk(evtx::RawChunk { data, offset }, &source, |item| {
+                self.process_one(item, &name, local, &mut tally);
+            });
+            self.add(&tally);
+            events += tally.events;
         }
         self.count_format(Format::Evtx, events);
     }

@@ -37,30 +37,32 @@ pub struct Record {
     pub fields: serde_json::Map<String, serde_json::Value>,
 }
 
-/// The same record, borrowed, for writing without copying its strings.
+/// What every detection of one rule shares, in the order [`Record`] has it, rendered once:
+/// `"rule_id":…,"rule_title":…,"level":…,"engine":…,"tags":[…],"rule_path":…`.
 #[derive(Serialize)]
-struct RecordRef<'a> {
-    timestamp: Option<String>,
+struct RuleRef<'a> {
     rule_id: &'a str,
     rule_title: &'a str,
     level: &'a str,
     engine: &'a str,
     tags: &'a [String],
     rule_path: &'a str,
-    host: Option<&'a str>,
-    source: &'a str,
-    position: String,
-    #[serde(serialize_with = "fields_as_map")]
-    fields: &'a [(&'a str, &'a str)],
 }
 
-fn fields_as_map<S: serde::Serializer>(fields: &&[(&str, &str)], s: S) -> Result<S::Ok, S::Error> {
-    use serde::ser::SerializeMap;
-    let mut map = s.serialize_map(Some(fields.len()))?;
-    for (k, v) in fields.iter() {
-        map.serialize_entry(k, v)?;
-    }
-    map.end()
+fn rule_fragment(rule: &RuleInfo) -> io::Result<Vec<u8>> {
+    let r = RuleRef {
+        rule_id: &rule.id,
+        rule_title: &rule.title,
+        level: rule.level.as_str(),
+        engine: engine_name(rule.engine),
+        tags: &rule.tags,
+        rule_path: &rule.path,
+    };
+    let mut json = serde_json::to_vec(&r).map_err(io::Error::other)?;
+    // Without the object's braces.
+    json.pop();
+    json.remove(0);
+    Ok(json)
 }
 
 fn engine_name(e: nigehban_detect::Engine) -> &'static str {
@@ -354,60 +356,81 @@ impl DetectionStore {
                 heap.push(Head { order: order(&key), run, key });
             }
         }
+        let rules = self.rules.iter().map(|r| rule_fragment(r)).collect::<io::Result<Vec<_>>>()?;
+        let sources = &self.sources;
         let mut blocks = BlockCache::new(self.file.get_mut(), self.written);
-        // Records are read in order, rendered as JSON on every thread, then passed on in order.
-        let mut window = Vec::with_capacity(RENDER_WINDOW);
-        let mut raw = Vec::new();
-        let mut spans = Vec::new();
-        let mut record = Vec::new();
-        loop {
-            window.clear();
-            while window.len() < RENDER_WINDOW {
-                let Some(head) = heap.pop() else { break };
-                window.push(head.key);
-                if let Some(reader) = readers.get_mut(head.run)
-                    && let Some(key) = reader.next()?
-                {
-                    heap.push(Head { order: order(&key), run: head.run, key });
+        // Records are read in order and rendered as JSON on every thread, a window at a time,
+        // by a second thread while this one hands the previous window to `f`.
+        std::thread::scope(|scope| {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<io::Result<Vec<Rendered>>>(1);
+            let rules = &rules;
+            scope.spawn(move || {
+                let mut window = Vec::with_capacity(RENDER_WINDOW);
+                let mut raw = Vec::new();
+                let mut spans = Vec::new();
+                let mut record = Vec::new();
+                loop {
+                    let next = (|| {
+                        window.clear();
+                        while window.len() < RENDER_WINDOW {
+                            let Some(head) = heap.pop() else { break };
+                            window.push(head.key);
+                            if let Some(reader) = readers.get_mut(head.run)
+                                && let Some(key) = reader.next()?
+                            {
+                                heap.push(Head { order: order(&key), run: head.run, key });
+                            }
+                        }
+                        raw.clear();
+                        spans.clear();
+                        for k in &window {
+                            let start = raw.len();
+                            raw.extend_from_slice(blocks.read(k.offset, k.len as usize, &mut record)?);
+                            spans.push(start..raw.len());
+                        }
+                        let raw = &raw;
+                        window
+                            .par_chunks(RENDER_CHUNK)
+                            .zip(spans.par_chunks(RENDER_CHUNK))
+                            .map(|(keys, spans)| {
+                                // About what a record of the shared corpus takes, so that `out` seldom grows.
+                                let mut out = Vec::with_capacity(keys.len() * 768);
+                                let mut ends = Vec::with_capacity(keys.len());
+                                for (k, span) in keys.iter().zip(spans) {
+                                    render(k, &raw[span.clone()], rules, sources, &mut out)?;
+                                    ends.push(out.len());
+                                }
+                                Ok(Rendered { out, ends })
+                            })
+                            .collect::<io::Result<Vec<Rendered>>>()
+                    })();
+                    let last = next.as_ref().map_or(true, |parts| parts.is_empty());
+                    // The receiver has gone if `f` failed: nothing more is wanted.
+                    if tx.send(next).is_err() || last {
+                        break;
+                    }
+                }
+            });
+            for parts in rx {
+                for Rendered { out, ends } in parts? {
+                    let mut start = 0;
+                    for end in ends {
+                        if end > start {
+                            f(&out[start..end])?;
+                        }
+                        start = end;
+                    }
                 }
             }
-            if window.is_empty() {
-                break;
-            }
-            raw.clear();
-            spans.clear();
-            for k in &window {
-                let start = raw.len();
-                raw.extend_from_slice(blocks.read(k.offset, k.len as usize, &mut record)?);
-                spans.push(start..raw.len());
-            }
-            let (rules, sources, raw) = (&self.rules, &self.sources, &raw);
-            let rendered: Vec<io::Result<(Vec<u8>, Vec<usize>)>> = window
-                .par_chunks(RENDER_CHUNK)
-                .zip(spans.par_chunks(RENDER_CHUNK))
-                .map(|(keys, spans)| {
-                    let mut out = Vec::new();
-                    let mut ends = Vec::with_capacity(keys.len());
-                    for (k, span) in keys.iter().zip(spans) {
-                        render(k, &raw[span.clone()], rules, sources, &mut out)?;
-                        ends.push(out.len());
-                    }
-                    Ok((out, ends))
-                })
-                .collect();
-            for part in rendered {
-                let (out, ends) = part?;
-                let mut start = 0;
-                for end in ends {
-                    if end > start {
-                        f(&out[start..end])?;
-                    }
-                    start = end;
-                }
-            }
-        }
-        Ok(())
+            Ok(())
+        })
     }
+}
+
+/// A part of a window of records rendered as JSON: the text, and where each record ends.
+struct Rendered {
+    out: Vec<u8>,
+    ends: Vec<usize>,
 }
 
 /// The timeline order of a key: time, then the ranks of its source's name, position, then
@@ -470,8 +493,9 @@ const RENDER_WINDOW: usize = 4096;
 const RENDER_CHUNK: usize = 1024;
 
 /// Appends the JSON record of one stored detection to `out` (nothing if its rule or source is
-/// unknown, which a store it wrote itself never has).
-fn render(k: &Key, raw: &[u8], rules: &[Arc<RuleInfo>], sources: &[Arc<str>], out: &mut Vec<u8>) -> io::Result<()> {
+/// unknown, which a store it wrote itself never has): what [`Record`] serializes to, with the
+/// rule's part rendered once for all its detections (`rules`).
+fn render(k: &Key, raw: &[u8], rules: &[Vec<u8>], sources: &[Arc<str>], out: &mut Vec<u8>) -> io::Result<()> {
     let (Some(rule), Some(source)) = (rules.get(k.rule as usize), sources.get(k.source as usize)) else {
         return Ok(());
     };
@@ -481,20 +505,34 @@ fn render(k: &Key, raw: &[u8], rules: &[Arc<RuleInfo>], sources: &[Arc<str>], ou
         1 => Position::Offset(k.position.0),
         _ => Position::EvtxRecord { record_id: k.position.1, chunk_offset: k.position.0 },
     };
-    let r = RecordRef {
-        timestamp: join_time(k.time).map(|t| t.to_string()),
-        rule_id: &rule.id,
-        rule_title: &rule.title,
-        level: rule.level.as_str(),
-        engine: engine_name(rule.engine),
-        tags: &rule.tags,
-        rule_path: &rule.path,
-        host: stored.host,
-        source,
-        position: position.to_string(),
-        fields: &stored.fields,
-    };
-    serde_json::to_writer(&mut *out, &r).map_err(io::Error::other)
+    // Times and positions print without characters that JSON escapes.
+    match join_time(k.time) {
+        Some(t) => write!(out, "{{\"timestamp\":\"{t}\",")?,
+        None => out.extend_from_slice(b"{\"timestamp\":null,"),
+    }
+    out.extend_from_slice(rule);
+    out.extend_from_slice(b",\"host\":");
+    match stored.host {
+        Some(h) => json_str(out, h)?,
+        None => out.extend_from_slice(b"null"),
+    }
+    out.extend_from_slice(b",\"source\":");
+    json_str(out, source)?;
+    write!(out, ",\"position\":\"{position}\",\"fields\":{{")?;
+    for (i, (name, value)) in stored.fields.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        json_str(out, name)?;
+        out.push(b':');
+        json_str(out, value)?;
+    }
+    out.extend_from_slice(b"}}");
+    Ok(())
+}
+
+fn json_str(out: &mut Vec<u8>, s: &str) -> io::Result<()> {
+    serde_json::to_writer(out, s).map_err(io::Error::other)
 }
 
 const NO_TIME: (i64, u64) = (i64::MAX, u64::MAX);
@@ -740,6 +778,63 @@ mod tests {
             .map(|d| serde_json::to_string(&Record::from_detection(d)).unwrap())
             .collect();
         assert_eq!(out, expected, "runs of {run_keys}");
+    }
+
+    #[test]
+    fn records_render_as_record_serializes() {
+        // Characters JSON escapes, in every string a record holds.
+        let odd = "q\"b\\s/ \n\r\t\u{1}\u{1f} é 日本 🦀 \u{7f}";
+        let rule = Arc::new(RuleInfo {
+            engine: Engine::Indicator,
+            id: format!("id {odd}"),
+            title: format!("title {odd}"),
+            level: Level::Informational,
+            tags: vec![odd.into(), String::new()],
+            path: format!("C:\\rules\\{odd}.yml"),
+            key_fields: Vec::new(),
+        });
+        let bare = Arc::new(RuleInfo { tags: Vec::new(), ..(*rule).clone() });
+        let mut ds = vec![
+            detection(&rule, odd, Some(1), 1, Some(odd)),
+            detection(&bare, "s", None, 2, None),
+            detection(&rule, "s", Some(-7), 3, Some("")),
+        ];
+        ds[0].fields.push((odd.into(), odd.into()));
+        ds[1].fields.clear();
+        ds[1].position = Position::Line(12);
+        ds[2].position = Position::Offset(99);
+        let mut store = DetectionStore::new().unwrap();
+        for d in &ds {
+            store.push(d).unwrap();
+        }
+        let mut out = Vec::new();
+        store
+            .for_each_sorted(|raw| {
+                out.push(String::from_utf8(raw.to_vec()).unwrap());
+                Ok(())
+            })
+            .unwrap();
+        let expected: Vec<String> = [&ds[2], &ds[0], &ds[1]]
+            .iter()
+            .map(|d| serde_json::to_string(&Record::from_detection(d)).unwrap())
+            .collect();
+        assert_eq!(out, expected);
+    }
+
+    #[test]
+    fn an_error_from_the_writer_ends_the_reading_back() {
+        let r = rule("r");
+        let mut store = DetectionStore::with_runs_of(100).unwrap();
+        for i in 0..(3 * RENDER_WINDOW as u64) {
+            store.push(&detection(&r, "s", Some(i as i64), i, None)).unwrap();
+        }
+        let mut seen = 0;
+        let result = store.for_each_sorted(|_| {
+            seen += 1;
+            if seen == 10 { Err(io::Error::other("disk full")) } else { Ok(()) }
+        });
+        assert_eq!(result.unwrap_err().to_string(), "disk full");
+        assert_eq!(seen, 10);
     }
 
     #[test]

@@ -128,7 +128,14 @@ pub fn run(args: HuntArgs) -> anyhow::Result<ExitCode> {
         live: false,
     };
     let t0 = Instant::now();
-    let (detector, loaded) = detectors::build(&options)?;
+    // The input files are found and probed while the rules load: one walks folders and reads
+    // file heads, the other is work for every core.
+    let ((detector, loaded), (found, skipped)) = std::thread::scope(|scope| {
+        let discovery = scope.spawn(|| inputs::discover(&args.paths, args.input_format));
+        let built = detectors::build(&options);
+        let discovered = discovery.join().map_err(|_| anyhow::anyhow!("finding the input files failed"))?;
+        anyhow::Ok((built?, discovered))
+    })?;
     for (path, reason) in &loaded.unreadable {
         eprintln!("warning: rules: {}: {reason}", path.display());
     }
@@ -162,7 +169,6 @@ pub fn run(args: HuntArgs) -> anyhow::Result<ExitCode> {
         below_min_level: loaded.below_min_level,
     };
 
-    let (found, skipped) = inputs::discover(&args.paths, args.input_format);
     if found.is_empty() {
         for s in &skipped {
             eprintln!("skipped {}: {}", s.path.display(), s.reason);
@@ -211,14 +217,16 @@ pub fn run(args: HuntArgs) -> anyhow::Result<ExitCode> {
     }
     let (store, stats) = result.context("keeping detections in a temporary file")?;
     let tally = store.tally();
-    // The compiled rules are no longer needed: freed now, their memory serves the writing of
-    // the timeline instead of adding to it (the detections hold their rules' descriptions).
+    // The compiled rules are no longer needed (the detections hold their rules' descriptions):
+    // freed now, and their pages given back, so that writing the timeline starts from a small
+    // footprint rather than adding to the largest.
     drop(detector);
+    crate::release_freed_memory();
 
     match &args.output {
         Some(path) => {
             let file = std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
-            let mut w = std::io::BufWriter::new(file);
+            let mut w = std::io::BufWriter::with_capacity(256 << 10, file);
             output::write_detections(&mut w, args.format, store)?;
             w.flush()?;
         }

@@ -120,25 +120,31 @@ impl<R: Read> Iterator for ChunkReader<R> {
 /// one diagnostic; a record that fails to parse gives a diagnostic and the chunk's other
 /// records are still read.
 pub fn parse_chunk(chunk: RawChunk, source: &Arc<Source>, out: &mut Vec<Item>) {
+    for_each_in_chunk(chunk, source, |item| out.push(item));
+}
+
+/// [`parse_chunk`], handing each event to `f` as soon as it is read: only one of the chunk's
+/// events is in memory at a time.
+pub fn for_each_in_chunk(chunk: RawChunk, source: &Arc<Source>, mut f: impl FnMut(Item)) {
     if chunk.is_empty() {
         return;
     }
     let offset = chunk.offset;
     if !chunk.data.starts_with(CHUNK_MAGIC) {
-        out.push(Item::Diagnostic(diag(source, Some(offset), "bad chunk magic: chunk skipped".into())));
+        f(Item::Diagnostic(diag(source, Some(offset), "bad chunk magic: chunk skipped".into())));
         return;
     }
     let mut data = match EvtxChunkData::new(chunk.data, false) {
         Ok(d) => d,
         Err(e) => {
-            out.push(Item::Diagnostic(diag(source, Some(offset), format!("corrupt chunk header skipped: {e}"))));
+            f(Item::Diagnostic(diag(source, Some(offset), format!("corrupt chunk header skipped: {e}"))));
             return;
         }
     };
     let mut parsed = match data.parse(settings()) {
         Ok(p) => p,
         Err(e) => {
-            out.push(Item::Diagnostic(diag(source, Some(offset), format!("corrupt chunk skipped: {e}"))));
+            f(Item::Diagnostic(diag(source, Some(offset), format!("corrupt chunk skipped: {e}"))));
             return;
         }
     };
@@ -146,7 +152,7 @@ pub fn parse_chunk(chunk: RawChunk, source: &Arc<Source>, out: &mut Vec<Item>) {
         let record = match record {
             Ok(r) => r,
             Err(e) => {
-                out.push(Item::Diagnostic(diag(source, Some(offset), format!("corrupt record skipped: {e}"))));
+                f(Item::Diagnostic(diag(source, Some(offset), format!("corrupt record skipped: {e}"))));
                 continue;
             }
         };
@@ -155,7 +161,7 @@ pub fn parse_chunk(chunk: RawChunk, source: &Arc<Source>, out: &mut Vec<Item>) {
         let json = match record.into_json() {
             Ok(r) => r.data,
             Err(e) => {
-                out.push(Item::Diagnostic(Diagnostic {
+                f(Item::Diagnostic(Diagnostic {
                     source: source.name.clone(),
                     position: Some(position),
                     message: format!("record could not be rendered: {e}"),
@@ -167,9 +173,9 @@ pub fn parse_chunk(chunk: RawChunk, source: &Arc<Source>, out: &mut Vec<Item>) {
         match serde_json::from_str::<Node>(&json).map(|node| windows::from_evtx_node(&mut event, &node)) {
             Ok(_) => {
                 event.raw = json.into_boxed_str();
-                out.push(Item::Event(Box::new(event)));
+                f(Item::Event(Box::new(event)));
             }
-            Err(e) => out.push(Item::Diagnostic(Diagnostic {
+            Err(e) => f(Item::Diagnostic(Diagnostic {
                 source: source.name.clone(),
                 position: Some(position),
                 message: format!("record rendered to invalid JSON: {e}"),
