@@ -147,8 +147,13 @@ impl Detection {
     /// A detection of `rule` on `event`, with the rule's key fields copied from the event.
     pub fn new(rule: Arc<RuleInfo>, event: &Event, source: Arc<str>) -> Detection {
         let mut fields = Vec::new();
+        // One buffer for every key field's lowercase name.
+        let mut lower = String::new();
         for name in &rule.key_fields {
-            if let Some(v) = event.get(name)
+            lower.clear();
+            lower.push_str(name);
+            lower.make_ascii_lowercase();
+            if let Some(v) = event.get_folded(name, &lower)
                 && !matches!(v, Value::Null)
             {
                 let mut text = v.to_string();
