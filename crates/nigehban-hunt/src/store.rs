@@ -357,54 +357,26 @@ impl DetectionStore {
             }
         }
         let rules = self.rules.iter().map(|r| rule_fragment(r)).collect::<io::Result<Vec<_>>>()?;
-        let sources = &self.sources;
-        let mut blocks = BlockCache::new(self.file.get_mut(), self.written);
-        // Records are read in order and rendered as JSON on every thread, a window at a time,
-        // by a second thread while this one hands the previous window to `f`.
+        let mut merge = Merge {
+            heap,
+            readers,
+            order: &order,
+            blocks: BlockCache::new(self.file.get_mut(), self.written),
+            rules: &rules,
+            sources: &self.sources,
+            window: Vec::with_capacity(RENDER_WINDOW),
+            raw: Vec::new(),
+            spans: Vec::new(),
+            record: Vec::new(),
+        };
+        // A second thread merges, reads and renders the next window while this one hands the
+        // previous one to `f`.
         std::thread::scope(|scope| {
             let (tx, rx) = std::sync::mpsc::sync_channel::<io::Result<Vec<Rendered>>>(1);
-            let rules = &rules;
             scope.spawn(move || {
-                let mut window = Vec::with_capacity(RENDER_WINDOW);
-                let mut raw = Vec::new();
-                let mut spans = Vec::new();
-                let mut record = Vec::new();
                 loop {
-                    let next = (|| {
-                        window.clear();
-                        while window.len() < RENDER_WINDOW {
-                            let Some(head) = heap.pop() else { break };
-                            window.push(head.key);
-                            if let Some(reader) = readers.get_mut(head.run)
-                                && let Some(key) = reader.next()?
-                            {
-                                heap.push(Head { order: order(&key), run: head.run, key });
-                            }
-                        }
-                        raw.clear();
-                        spans.clear();
-                        for k in &window {
-                            let start = raw.len();
-                            raw.extend_from_slice(blocks.read(k.offset, k.len as usize, &mut record)?);
-                            spans.push(start..raw.len());
-                        }
-                        let raw = &raw;
-                        window
-                            .par_chunks(RENDER_CHUNK)
-                            .zip(spans.par_chunks(RENDER_CHUNK))
-                            .map(|(keys, spans)| {
-                                // About what a record of the shared corpus takes, so that `out` seldom grows.
-                                let mut out = Vec::with_capacity(keys.len() * 768);
-                                let mut ends = Vec::with_capacity(keys.len());
-                                for (k, span) in keys.iter().zip(spans) {
-                                    render(k, &raw[span.clone()], rules, sources, &mut out)?;
-                                    ends.push(out.len());
-                                }
-                                Ok(Rendered { out, ends })
-                            })
-                            .collect::<io::Result<Vec<Rendered>>>()
-                    })();
-                    let last = next.as_ref().map_or(true, |parts| parts.is_empty());
+                    let next = merge.next_window();
+                    let last = next.as_ref().map_or(true, Vec::is_empty);
                     // The receiver has gone if `f` failed: nothing more is wanted.
                     if tx.send(next).is_err() || last {
                         break;
@@ -424,6 +396,60 @@ impl DetectionStore {
             }
             Ok(())
         })
+    }
+}
+
+/// The merge of the sorted runs, and the reading and rendering of its records.
+struct Merge<'a> {
+    heap: BinaryHeap<Head>,
+    readers: Vec<Run>,
+    order: &'a (dyn Fn(&Key) -> Order + Sync),
+    blocks: BlockCache<'a>,
+    /// Each rule's shared part, rendered (see [`rule_fragment`]).
+    rules: &'a [Vec<u8>],
+    sources: &'a [Arc<str>],
+    window: Vec<Key>,
+    raw: Vec<u8>,
+    spans: Vec<std::ops::Range<usize>>,
+    record: Vec<u8>,
+}
+
+impl Merge<'_> {
+    /// The next [`RENDER_WINDOW`] records in timeline order, rendered as JSON on every thread;
+    /// nothing once all are done.
+    fn next_window(&mut self) -> io::Result<Vec<Rendered>> {
+        self.window.clear();
+        while self.window.len() < RENDER_WINDOW {
+            let Some(head) = self.heap.pop() else { break };
+            self.window.push(head.key);
+            if let Some(reader) = self.readers.get_mut(head.run)
+                && let Some(key) = reader.next()?
+            {
+                self.heap.push(Head { order: (self.order)(&key), run: head.run, key });
+            }
+        }
+        self.raw.clear();
+        self.spans.clear();
+        for k in &self.window {
+            let start = self.raw.len();
+            self.raw.extend_from_slice(self.blocks.read(k.offset, k.len as usize, &mut self.record)?);
+            self.spans.push(start..self.raw.len());
+        }
+        let (raw, rules, sources) = (&self.raw, self.rules, self.sources);
+        self.window
+            .par_chunks(RENDER_CHUNK)
+            .zip(self.spans.par_chunks(RENDER_CHUNK))
+            .map(|(keys, spans)| {
+                // About what a record of the shared corpus takes, so that `out` seldom grows.
+                let mut out = Vec::with_capacity(keys.len() * 768);
+                let mut ends = Vec::with_capacity(keys.len());
+                for (k, span) in keys.iter().zip(spans) {
+                    render(k, &raw[span.clone()], rules, sources, &mut out)?;
+                    ends.push(out.len());
+                }
+                Ok(Rendered { out, ends })
+            })
+            .collect()
     }
 }
 
@@ -739,6 +765,23 @@ mod tests {
         }
     }
 
+    /// The store's timeline, one JSON record per item.
+    fn timeline(store: DetectionStore) -> Vec<String> {
+        let mut out = Vec::new();
+        store
+            .for_each_sorted(|raw| {
+                out.push(String::from_utf8(raw.to_vec()).unwrap());
+                Ok(())
+            })
+            .unwrap();
+        out
+    }
+
+    /// What [`Record`] serializes `ds` to.
+    fn as_records(ds: &[&Detection]) -> Vec<String> {
+        ds.iter().map(|d| serde_json::to_string(&Record::from_detection(d)).unwrap()).collect()
+    }
+
     #[test]
     fn records_come_back_in_timeline_order_as_written() {
         // In memory alone, and merged from runs of 1, 2 and 4 keys.
@@ -766,18 +809,11 @@ mod tests {
         assert_eq!(tally.by_level.get(&Level::High), Some(&6));
         assert_eq!(tally.by_rule.get(&("title a-rule".into(), "a-rule".into(), Level::High)), Some(&2));
         assert_eq!(tally.by_host.get("-"), Some(&1));
-        let mut out = Vec::new();
-        store
-            .for_each_sorted(|raw| {
-                out.push(String::from_utf8(raw.to_vec()).unwrap());
-                Ok(())
-            })
-            .unwrap();
-        let expected: Vec<String> = [&ds[5], &ds[4], &ds[3], &ds[2], &ds[0], &ds[1]]
-            .iter()
-            .map(|d| serde_json::to_string(&Record::from_detection(d)).unwrap())
-            .collect();
-        assert_eq!(out, expected, "runs of {run_keys}");
+        assert_eq!(
+            timeline(store),
+            as_records(&[&ds[5], &ds[4], &ds[3], &ds[2], &ds[0], &ds[1]]),
+            "runs of {run_keys}"
+        );
     }
 
     #[test]
@@ -807,18 +843,7 @@ mod tests {
         for d in &ds {
             store.push(d).unwrap();
         }
-        let mut out = Vec::new();
-        store
-            .for_each_sorted(|raw| {
-                out.push(String::from_utf8(raw.to_vec()).unwrap());
-                Ok(())
-            })
-            .unwrap();
-        let expected: Vec<String> = [&ds[2], &ds[0], &ds[1]]
-            .iter()
-            .map(|d| serde_json::to_string(&Record::from_detection(d)).unwrap())
-            .collect();
-        assert_eq!(out, expected);
+        assert_eq!(timeline(store), as_records(&[&ds[2], &ds[0], &ds[1]]));
     }
 
     #[test]
