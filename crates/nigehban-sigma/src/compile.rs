@@ -182,11 +182,19 @@ pub enum Needle {
     Present(Box<str>),
 }
 
+/// Fields that the rule index mostly settles already: every event of a bucket has the same
+/// channel and event id, and nearly always the same provider (each System 7045 event is from
+/// the Service Control Manager). A literal in one of them lets nearly every event of the
+/// bucket through.
+const ROUTING_FIELDS: [&str; 4] = ["Channel", "EventID", "Provider_Name", "Provider_Guid"];
+
 impl Needle {
     /// How selective the fact is likely to be: the length of a literal; a field's presence
-    /// ranks below any literal.
+    /// ranks below any literal, and a fact about a routing field below both.
     fn rank(&self) -> usize {
+        let routing = |f: &str| ROUTING_FIELDS.iter().any(|r| r.eq_ignore_ascii_case(f));
         match self {
+            Needle::Literal { field: Some(f), .. } | Needle::Present(f) if routing(f) => 0,
             Needle::Literal { text, .. } => text.len(),
             Needle::Present(_) => 1,
         }
@@ -347,12 +355,8 @@ fn matcher_needles(m: &Matcher) -> Option<Vec<String>> {
             }
             Some(out)
         }
-        Matcher::Regex(_)
-        | Matcher::Cidr(_)
-        | Matcher::Cmp(..)
-        | Matcher::Null
-        | Matcher::Exists(_)
-        | Matcher::FieldRef { .. } => None,
+        Matcher::Regex(re) => re.needles.as_ref().map(|n| n.to_vec()),
+        Matcher::Cidr(_) | Matcher::Cmp(..) | Matcher::Null | Matcher::Exists(_) | Matcher::FieldRef { .. } => None,
     }
 }
 
@@ -464,6 +468,9 @@ pub struct LazyRegex {
     pattern: Box<str>,
     flags: [bool; 3],
     compiled: OnceLock<Option<Regex>>,
+    /// Lowercase literals one of which is in every text the expression matches (see
+    /// [`regex_needles`]); `None` when none could be derived.
+    needles: Option<Box<[String]>>,
 }
 
 impl LazyRegex {
@@ -481,6 +488,7 @@ impl LazyRegex {
             pattern: pattern.into(),
             flags: [case_insensitive, multi_line, dot_all],
             compiled: OnceLock::new(),
+            needles: regex_needles(&hir).map(Vec::into_boxed_slice),
         };
         if hir_size_bound(&hir) >= DEFERRED_REGEX_BOUND {
             let compiled = re.build().map_err(|e| e.to_string())?;
@@ -503,6 +511,125 @@ impl LazyRegex {
         // The syntax was checked and the size bounded when the rule loaded, so building cannot
         // fail here.
         self.compiled.get_or_init(|| self.build().ok()).as_ref().is_some_and(|re| re.is_match(text))
+    }
+}
+
+/// At most this many alternative literals stand for one regular expression in the prefilter.
+const MAX_REGEX_NEEDLES: usize = 64;
+
+/// Lowercase literals one of which occurs in every text that `hir` matches (anywhere, so
+/// that the prefilter may look for them in the lowercased value), each at least two
+/// characters and not the text of a number ([`usable`]); `None` when the expression has no
+/// such set. Of the sets that would do, the one whose shortest literal is longest is taken.
+///
+/// Only ASCII literals are taken, and a class stands for a letter only when each of its
+/// characters lowercases to that letter (`[Kk\u{212A}]` is `k`; `[Ss\u{17F}]` is not `s`,
+/// for `ſ` lowercases to itself): a text the expression matches then holds the literal once
+/// lowercased, character for character.
+fn regex_needles(hir: &regex_syntax::hir::Hir) -> Option<Vec<String>> {
+    use regex_syntax::hir::HirKind;
+    if let Some(t) = fixed_text(hir) {
+        return usable(&t).then(|| vec![t]);
+    }
+    let set = match hir.kind() {
+        HirKind::Empty | HirKind::Look(_) | HirKind::Class(_) => None,
+        HirKind::Literal(l) => {
+            let text = String::from_utf8_lossy(&l.0);
+            text.split(|c: char| !c.is_ascii()).max_by_key(|t| t.len()).map(|t| vec![t.to_ascii_lowercase()])
+        }
+        HirKind::Capture(c) => regex_needles(&c.sub),
+        HirKind::Repetition(r) if r.min >= 1 => regex_needles(&r.sub),
+        HirKind::Repetition(_) => None,
+        HirKind::Alternation(items) => {
+            let mut out: Vec<String> = Vec::new();
+            for h in items {
+                for t in regex_needles(h)? {
+                    if !out.contains(&t) {
+                        out.push(t);
+                    }
+                }
+            }
+            (out.len() <= MAX_REGEX_NEEDLES).then_some(out)
+        }
+        HirKind::Concat(items) => {
+            // Runs of items that match one fixed text are literals in full; any other item
+            // may hold a set of its own.
+            let mut candidates: Vec<Vec<String>> = Vec::new();
+            let mut run = String::new();
+            for h in items {
+                match (fixed_text(h), h.kind()) {
+                    (Some(t), _) => run.push_str(&t),
+                    // Text with characters beyond ASCII: its ASCII pieces, the first ending
+                    // the run so far and the last starting the next.
+                    (None, HirKind::Literal(l)) => {
+                        let text = String::from_utf8_lossy(&l.0);
+                        let mut pieces = text.split(|c: char| !c.is_ascii()).map(str::to_ascii_lowercase);
+                        run.push_str(&pieces.next().unwrap_or_default());
+                        candidates.push(vec![std::mem::take(&mut run)]);
+                        for piece in pieces {
+                            candidates.push(vec![std::mem::replace(&mut run, piece)]);
+                        }
+                    }
+                    (None, _) => {
+                        candidates.push(vec![std::mem::take(&mut run)]);
+                        candidates.extend(regex_needles(h));
+                    }
+                }
+            }
+            candidates.push(vec![run]);
+            candidates
+                .into_iter()
+                .filter(|set| set.iter().all(|t| usable(t)))
+                .max_by_key(|set| set.iter().map(String::len).min().unwrap_or(0))
+        }
+    };
+    set.filter(|set| !set.is_empty() && set.iter().all(|t| usable(t)))
+}
+
+/// The one text `hir` matches, lowercased, when it matches exactly one ASCII text (up to the
+/// case of letters a class folds together, see [`regex_needles`]); zero-width assertions
+/// match the empty text.
+fn fixed_text(hir: &regex_syntax::hir::Hir) -> Option<String> {
+    use regex_syntax::hir::{Class, HirKind};
+    match hir.kind() {
+        HirKind::Empty | HirKind::Look(_) => Some(String::new()),
+        HirKind::Literal(l) => std::str::from_utf8(&l.0).ok().filter(|t| t.is_ascii()).map(str::to_ascii_lowercase),
+        HirKind::Class(Class::Unicode(c)) => {
+            let mut letter = None;
+            for r in c.ranges() {
+                if (r.end() as u32) - (r.start() as u32) > 4 {
+                    return None;
+                }
+                for ch in r.start()..=r.end() {
+                    let mut lower = ch.to_lowercase();
+                    let (Some(l), None) = (lower.next(), lower.next()) else { return None };
+                    if !l.is_ascii() || letter.is_some_and(|x| x != l) {
+                        return None;
+                    }
+                    letter = Some(l);
+                }
+            }
+            letter.map(String::from)
+        }
+        HirKind::Class(Class::Bytes(c)) => {
+            let mut letter = None;
+            for r in c.ranges() {
+                for b in r.start()..=r.end() {
+                    let l = b.to_ascii_lowercase();
+                    if !l.is_ascii() || letter.is_some_and(|x| x != l) {
+                        return None;
+                    }
+                    letter = Some(l);
+                }
+            }
+            letter.map(|l| char::from(l).to_string())
+        }
+        HirKind::Capture(c) => fixed_text(&c.sub),
+        HirKind::Repetition(r) if Some(r.min) == r.max && r.min <= 16 => {
+            fixed_text(&r.sub).map(|t| t.repeat(r.min as usize))
+        }
+        HirKind::Concat(items) => items.iter().map(fixed_text).collect(),
+        HirKind::Repetition(_) | HirKind::Alternation(_) => None,
     }
 }
 
@@ -655,6 +782,11 @@ fn compile_item(field: Option<&str>, modifiers: &[&str], values: &[Json]) -> Res
     let mut matchers = Vec::with_capacity(values.len());
     for v in values {
         matchers.push(compile_value(&mods, field.is_some(), v)?);
+    }
+    if !mods.all && matchers.len() > 1 && matchers.iter().all(|m| matches!(m, Matcher::Cidr(_))) {
+        // One list of ranges: the value is parsed as an address once, not once per range.
+        let nets = matchers.drain(..).flat_map(|m| if let Matcher::Cidr(n) = m { n } else { Vec::new() }).collect();
+        matchers.push(Matcher::Cidr(nets));
     }
     Ok(FieldItem {
         field: field.map(Into::into),
@@ -967,5 +1099,67 @@ mod tests {
         // Flags given by modifiers hold for the deferred build too.
         let d = det("sel:\n  A|re|s: 'x.y'\ncondition: sel\n");
         assert!(d.matches(&event(&[("A", s("x\ny"))])));
+    }
+
+    fn needles_of(pattern: &str) -> Option<Vec<String>> {
+        let hir = regex_syntax::ParserBuilder::new().build().parse(pattern).unwrap();
+        regex_needles(&hir)
+    }
+
+    #[test]
+    fn regular_expressions_give_the_prefilter_a_literal_every_match_holds() {
+        let cases: &[(&str, Option<&[&str]>)] = &[
+            (r"\$PSHome\[\s*\d{1,3}\s*\]\s*\+\s*\$PSHome\[", Some(&["$pshome["])),
+            // The longest run between the parts that vary.
+            (r"(Copy-Item|cpi) .{2,128} -Destination .{1,32}\\Windows\\(System32|SysWOW64)", Some(&[" -destination "])),
+            // Alternatives each need theirs; one without a literal spoils the set.
+            (r"(?:ipconfig|netsh)\s+/all", Some(&["ipconfig", "netsh"])),
+            (r"(?:ipconfig|\d+)\s+/all", Some(&["/all"])),
+            (r"(abc|\d+)", None),
+            // Optional parts hold nothing; repeated ones what they repeat.
+            (r"(abc)?x", None),
+            (r"x*abc", Some(&["abc"])),
+            (r"(ab){2}", Some(&["abab"])),
+            (r"(?:\bmimikatz)+ab\b", Some(&["mimikatz"])),
+            (r"\bmimikatz\b", Some(&["mimikatz"])),
+            // Case folded classes: `k` also matches the Kelvin sign, which lowercases to `k`;
+            // `s` also matches `ſ`, which does not: the literal breaks there.
+            (r"(?i)kk", Some(&["kk"])),
+            (r"(?i)werfaultsecure\.exe", Some(&["ecure.exe"])),
+            (r"(?i)ss", None),
+            // Only ASCII runs; nothing a number's text could hold; nothing shorter than two.
+            (r"café", Some(&["caf"])),
+            (r"x\s*über_all", Some(&["ber_all"])),
+            (r"4625", None),
+            (r"a.b", None),
+        ];
+        for (pattern, want) in cases {
+            let want = want.map(|w| w.iter().map(|t| (*t).to_owned()).collect::<Vec<_>>());
+            assert_eq!(needles_of(pattern), want, "{pattern}");
+        }
+        // Every text the expression matches holds a needle once lowercased.
+        for (pattern, text) in [
+            (r"(?i)kk", "\u{212A}K"),
+            (r"(?i)werfaultsecure\.exe", "WerFaultſecure.EXE"),
+            (r"\$PSHome\[\s*1\s*\]\s*\+\s*\$PSHome\[", "x $PSHome[ 1 ]+$PSHome[2]"),
+        ] {
+            assert!(regex::Regex::new(pattern).unwrap().is_match(text), "{pattern} on {text}");
+            let lower = text.to_lowercase();
+            let needles = needles_of(pattern).unwrap_or_default();
+            assert!(needles.iter().any(|n| lower.contains(n.as_str())), "{pattern}: {needles:?} in {lower}");
+        }
+    }
+
+    #[test]
+    fn a_list_of_ranges_is_one_matcher() {
+        let d = det(
+            "sel:\n  A|cidr: ['10.0.0.0/8', '192.168.1.0/24', null]\n  B|cidr: ['10.0.0.0/8', '::1/128']\ncondition: sel\n",
+        );
+        let Some(Search::All(items)) = d.searches.first() else { panic!("one map") };
+        assert_eq!(items[0].matchers.len(), 3, "a null among the ranges keeps them apart");
+        assert!(matches!(&items[1].matchers[..], [Matcher::Cidr(nets)] if nets.len() == 2));
+        assert!(d.matches(&event(&[("A", s("192.168.1.7")), ("B", s("::1"))])));
+        assert!(d.matches(&event(&[("B", s("10.1.2.3"))])));
+        assert!(!d.matches(&event(&[("A", s("192.168.2.7")), ("B", s("10.1.2.3"))])));
     }
 }

@@ -316,6 +316,8 @@ struct FieldScan {
     /// Variants that need only the field to be present (not null).
     present: Box<[u32]>,
     scanner: Option<Scanner>,
+    /// Whether `scanner` also looks for the plan's keyword literals.
+    covers_anywhere: bool,
 }
 
 impl Plan {
@@ -346,12 +348,26 @@ impl Plan {
                 }
             }
         }
+        // The automaton of a field with many literals (a command line's, a script's) looks
+        // for the keyword literals too, so that its value, often long, is read once: the
+        // keyword pass then skips it. A field with few literals keeps its own, for which a
+        // vectorized search (the gate) usually rules the value out at once.
         let mut scans: Vec<FieldScan> = fields
             .into_iter()
-            .map(|(name, (literals, present))| FieldScan {
-                key: FieldKey::new(name),
-                present: present.into(),
-                scanner: (!literals.is_empty()).then(|| Scanner::build(literals, automata)),
+            .map(|(name, (mut literals, present))| {
+                let covers_anywhere = !anywhere.is_empty() && literals.len() >= MERGE_KEYWORDS_FROM;
+                for (text, targets) in anywhere.iter().filter(|_| covers_anywhere) {
+                    let merged = literals.entry(text).or_default();
+                    merged.extend_from_slice(targets);
+                    merged.sort_unstable();
+                    merged.dedup();
+                }
+                FieldScan {
+                    key: FieldKey::new(name),
+                    present: present.into(),
+                    scanner: (!literals.is_empty()).then(|| Scanner::build(literals, automata)),
+                    covers_anywhere,
+                }
             })
             .collect();
         scans.sort_by(|a, b| a.key.name().cmp(b.key.name()));
@@ -369,8 +385,16 @@ impl Plan {
                 s.automaton.promote(automata);
             }
         }
+        // The fields whose values were already searched for the keyword literals.
+        let mut covered = [usize::MAX; MAX_COVERED];
+        let mut n_covered = 0;
         for f in self.fields.iter() {
-            let Some(value) = event.lookup(&f.key) else { continue };
+            let Some(at) = event.lookup_position(&f.key) else { continue };
+            let value = &event.fields()[at].value;
+            if f.covers_anywhere && n_covered < MAX_COVERED {
+                covered[n_covered] = at;
+                n_covered += 1;
+            }
             if !value.is_null() {
                 mark(&f.present, possible);
             }
@@ -389,7 +413,7 @@ impl Plan {
             // values, and looked for in one pass.
             with_scratch(&JOINED, |joined| {
                 joined.clear();
-                for f in event.fields() {
+                for (_, f) in event.fields().iter().enumerate().filter(|(i, _)| !covered[..n_covered].contains(i)) {
                     f.value.for_each_scalar(&mut |v| {
                         if let Value::Str(t) = v {
                             joined.extend_from_slice(t.lower().as_bytes());
@@ -403,6 +427,15 @@ impl Plan {
         }
     }
 }
+
+/// A field searched for this many literals or more is searched for the keyword literals in
+/// the same pass (see [`Plan::build`]): beyond 64 literals there is no gate to keep.
+const MERGE_KEYWORDS_FROM: usize = 64;
+
+/// At most this many fields searched with their own automata are skipped by the keyword
+/// pass (a plan names some twenty fields at most; any beyond are searched twice, which finds
+/// nothing more and nothing less).
+const MAX_COVERED: usize = 32;
 
 /// Separates the values joined for the keyword scan: never a byte of UTF-8 text, so never a
 /// byte of a literal.
