@@ -533,10 +533,7 @@ fn regex_needles(hir: &regex_syntax::hir::Hir) -> Option<Vec<String>> {
     }
     let set = match hir.kind() {
         HirKind::Empty | HirKind::Look(_) | HirKind::Class(_) => None,
-        HirKind::Literal(l) => {
-            let text = String::from_utf8_lossy(&l.0);
-            text.split(|c: char| !c.is_ascii()).max_by_key(|t| t.len()).map(|t| vec![t.to_ascii_lowercase()])
-        }
+        HirKind::Literal(l) => ascii_pieces(&l.0).max_by_key(String::len).map(|t| vec![t]),
         HirKind::Capture(c) => regex_needles(&c.sub),
         HirKind::Repetition(r) if r.min >= 1 => regex_needles(&r.sub),
         HirKind::Repetition(_) => None,
@@ -562,8 +559,7 @@ fn regex_needles(hir: &regex_syntax::hir::Hir) -> Option<Vec<String>> {
                     // Text with characters beyond ASCII: its ASCII pieces, the first ending
                     // the run so far and the last starting the next.
                     (None, HirKind::Literal(l)) => {
-                        let text = String::from_utf8_lossy(&l.0);
-                        let mut pieces = text.split(|c: char| !c.is_ascii()).map(str::to_ascii_lowercase);
+                        let mut pieces = ascii_pieces(&l.0);
                         run.push_str(&pieces.next().unwrap_or_default());
                         candidates.push(vec![std::mem::take(&mut run)]);
                         for piece in pieces {
@@ -584,6 +580,12 @@ fn regex_needles(hir: &regex_syntax::hir::Hir) -> Option<Vec<String>> {
         }
     };
     set.filter(|set| !set.is_empty() && set.iter().all(|t| usable(t)))
+}
+
+/// The runs of ASCII characters in a literal that holds others, lowercased, in order.
+fn ascii_pieces(bytes: &[u8]) -> impl Iterator<Item = String> {
+    let text = String::from_utf8_lossy(bytes).into_owned();
+    text.split(|c: char| !c.is_ascii()).map(str::to_ascii_lowercase).collect::<Vec<_>>().into_iter()
 }
 
 /// The one text `hir` matches, lowercased, when it matches exactly one ASCII text (up to the

@@ -413,7 +413,8 @@ impl Plan {
             // values, and looked for in one pass.
             with_scratch(&JOINED, |joined| {
                 joined.clear();
-                for (_, f) in event.fields().iter().enumerate().filter(|(i, _)| !covered[..n_covered].contains(i)) {
+                let uncovered = event.fields().iter().enumerate().filter(|(i, _)| !covered[..n_covered].contains(i));
+                for f in uncovered.map(|(_, f)| f) {
                     f.value.for_each_scalar(&mut |v| {
                         if let Value::Str(t) = v {
                             joined.extend_from_slice(t.lower().as_bytes());
