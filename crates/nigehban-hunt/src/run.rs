@@ -14,7 +14,7 @@ use nigehban_event::read::{self, evtx};
 use nigehban_event::{Diagnostic, Event, Format, Item, Source};
 use rayon::prelude::*;
 
-use crate::inputs::{self, Input, Skipped};
+use crate::inputs::{self, InputRef, Inputs, Skipped};
 use crate::store::DetectionStore;
 
 /// EVTX chunks (64 KiB each) per unit of work.
@@ -62,12 +62,14 @@ pub struct HuntStats {
     pub events_per_format: Vec<(Format, u64)>,
 }
 
+/// A unit of work: a file of the run's [`Inputs`] by its index, or a run of chunks of one.
 enum Unit {
-    Text(Arc<Input>),
-    Evtx { input: Arc<Input>, first_chunk: u64, chunks: u64 },
+    Text(u32),
+    Evtx { file: u32, first_chunk: u64, chunks: u64 },
 }
 
 struct Shared<'a> {
+    inputs: &'a Inputs,
     detector: &'a dyn Detector,
     options: &'a HuntOptions,
     progress: &'a Progress,
@@ -183,17 +185,25 @@ impl Shared<'_> {
 
     fn run_unit(&self, unit: &Unit) {
         let mut local = Findings::default();
-        match unit {
-            Unit::Text(input) => self.run_text(input, &mut local),
-            Unit::Evtx { input, first_chunk, chunks } => self.run_evtx(input, *first_chunk, *chunks, &mut local),
+        match *unit {
+            Unit::Text(file) => {
+                if let Some(input) = self.inputs.get(file as usize) {
+                    self.run_text(input, &mut local);
+                }
+            }
+            Unit::Evtx { file, first_chunk, chunks } => {
+                if let Some(input) = self.inputs.get(file as usize) {
+                    self.run_evtx(input, first_chunk, chunks, &mut local);
+                }
+            }
         }
         self.flush(&mut local);
     }
 
-    fn run_text(&self, input: &Input, local: &mut Findings) {
+    fn run_text(&self, input: InputRef<'_>, local: &mut Findings) {
         let name: Arc<str> = input.path.display().to_string().into();
         let source = Source::file(name.to_string());
-        let reader = match inputs::open_text(input) {
+        let reader = match inputs::open_text(input.path, input.gzip) {
             Ok(r) => r,
             Err(e) => {
                 self.diagnostic(Diagnostic {
@@ -209,7 +219,7 @@ impl Shared<'_> {
         let items = read::read_text(input.format, std::io::BufReader::with_capacity(64 << 10, counting), source);
         // Zeek JSON lines do not say which log they belong to; the file name does (`dns.log`,
         // `conn.00:00:00-01:00:00.log.gz`), and Sigma's Zeek rules select by it.
-        let zeek_path = zeek_path_hint(&input.path);
+        let zeek_path = zeek_path_hint(input.path);
         let items = items.map(move |mut item| {
             if let (Item::Event(e), Some(path)) = (&mut item, &zeek_path)
                 && e.product == nigehban_event::Product::Zeek
@@ -226,7 +236,7 @@ impl Shared<'_> {
         self.count_format(input.format, n);
     }
 
-    fn run_evtx(&self, input: &Input, first_chunk: u64, chunks: u64, local: &mut Findings) {
+    fn run_evtx(&self, input: InputRef<'_>, first_chunk: u64, chunks: u64, local: &mut Findings) {
         let name: Arc<str> = input.path.display().to_string().into();
         let source = Source::file(name.to_string());
         let diag = |message: String, offset: Option<u64>| Diagnostic {
@@ -234,7 +244,7 @@ impl Shared<'_> {
             position: offset.map(nigehban_event::Position::Offset),
             message,
         };
-        let mut file = match File::open(&input.path) {
+        let mut file = match File::open(input.path) {
             Ok(f) => f,
             Err(e) => {
                 self.diagnostic(diag(format!("cannot open: {e}"), None));
@@ -357,38 +367,38 @@ impl<R: Read> Read for CountingRead<'_, R> {
 /// them back sorted by time (events without a time last), then by source and position, so that
 /// the result is the same on every run. Fails only if the store's temporary file fails.
 pub fn hunt(
-    inputs: Vec<Input>,
+    inputs: Inputs,
     skipped: Vec<Skipped>,
     detector: &dyn Detector,
     options: &HuntOptions,
     progress: &Progress,
 ) -> std::io::Result<(DetectionStore, HuntStats)> {
     let mut units = Vec::new();
-    let mut bytes = 0;
+    let bytes = inputs.total_size();
     let files = inputs.len();
-    for input in inputs {
-        bytes += input.size;
-        let input = Arc::new(input);
+    for (i, input) in inputs.iter().enumerate() {
+        let file = i as u32;
         if input.format == Format::Evtx {
             let chunks = input.size.saturating_sub(evtx::HEADER_SIZE as u64).div_ceil(evtx::CHUNK_SIZE as u64).max(1);
             let mut first = 0;
             while first < chunks {
                 let n = EVTX_CHUNKS_PER_UNIT.min(chunks - first);
-                units.push(Unit::Evtx { input: input.clone(), first_chunk: first, chunks: n });
+                units.push(Unit::Evtx { file, first_chunk: first, chunks: n });
                 first += n;
             }
         } else {
-            units.push(Unit::Text(input));
+            units.push(Unit::Text(file));
         }
     }
     // Large units first, so that the last unit to finish is a small one.
     units.sort_by_key(|u| {
         std::cmp::Reverse(match u {
-            Unit::Text(i) => i.size,
+            Unit::Text(i) => inputs.get(*i as usize).map_or(0, |input| input.size),
             Unit::Evtx { chunks, .. } => chunks * evtx::CHUNK_SIZE as u64,
         })
     });
     let shared = Shared {
+        inputs: &inputs,
         detector,
         options,
         progress,

@@ -6,7 +6,7 @@
 //! rules for that event's source, not with the whole rule set.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use aho_corasick::{Anchored, MatchKind};
@@ -377,12 +377,12 @@ impl Plan {
 
     /// Marks in `possible` the bucket positions of the variants one of whose literals
     /// occurs where it must.
-    fn scan(&self, event: &Event, possible: &mut [u64], automata: &Automata) {
+    fn scan(&self, event: &Event, possible: &mut [u64]) {
         if self.events.load(Ordering::Relaxed) < BUSY_BUCKET
             && self.events.fetch_add(1, Ordering::Relaxed) + 1 == BUSY_BUCKET
         {
             for s in self.fields.iter().filter_map(|f| f.scanner.as_ref()).chain(&self.anywhere) {
-                s.automaton.promote(automata);
+                s.automaton.promote();
             }
         }
         // The fields whose values were already searched for the keyword literals.
@@ -459,26 +459,24 @@ fn with_scratch<T, R>(
     })
 }
 
-/// A bucket's automata are made DFAs once this many events have met it: a DFA is several
-/// times faster than the contiguous NFA, but larger and slower to build.
+/// A bucket's automata get their vectorized gate once this many events have met it (most
+/// buckets see a few events and never need one).
+///
+/// There is no DFA tier: the gate rules out most texts, and over the ×20 benchmark DFAs (an
+/// 8 MB budget of them) saved no CPU time measurably while they held some 7 MiB that a
+/// one-file hunt never built, so that memory grew with the input (BENCHMARKS.md).
 const BUSY_BUCKET: u32 = 256;
-/// No DFA larger than this is built (the process-creation command-line literals would take
-/// some 40 MB).
-const MAX_DFA_BYTES: usize = 8 << 20;
-/// The memory all DFAs together may take.
-const DFA_BUDGET: usize = 8 << 20;
 
-/// An automaton over some literals: a contiguous NFA, and a DFA once a busy bucket uses it.
+/// An automaton over some literals: a contiguous NFA, gated once a busy bucket uses it.
 struct Automaton {
     patterns: Literals,
     /// `None` only if no automaton could be built (too many states): every literal is then
     /// taken as found.
     nfa: Option<aho_corasick::nfa::contiguous::NFA>,
-    dfa: OnceLock<Option<aho_corasick::dfa::DFA>>,
     /// A vectorized search for the first occurrence of any literal (Teddy, for up to 64
     /// literals where the processor has the instructions): most texts hold none, and then
     /// the automaton's byte-by-byte walk is skipped. Only where a literal occurs does the
-    /// walk find all of them. Built with the DFA, when a busy bucket uses the automaton.
+    /// walk find all of them. Built when a busy bucket uses the automaton.
     gate: OnceLock<Option<aho_corasick::packed::Searcher>>,
 }
 
@@ -492,11 +490,10 @@ struct Scanner {
 /// Sorted literals.
 type Literals = Box<[Box<str>]>;
 
-/// Automata by the (sorted) literals they look for, and the memory their DFAs take.
+/// Automata by the (sorted) literals they look for.
 #[derive(Default)]
 struct Automata {
     by_literals: Mutex<HashMap<Literals, Arc<Automaton>>>,
-    dfa_bytes: AtomicUsize,
 }
 
 impl Scanner {
@@ -525,9 +522,7 @@ impl Scanner {
         {
             return;
         }
-        if let Some(Some(dfa)) = a.dfa.get() {
-            run(dfa, &self.targets, text, possible);
-        } else if let Some(nfa) = &a.nfa {
+        if let Some(nfa) = &a.nfa {
             run(nfa, &self.targets, text, possible);
         } else {
             for t in self.targets.iter() {
@@ -544,63 +539,16 @@ impl Automaton {
             .prefilter(false)
             .build(patterns.iter().map(|p| p.as_bytes()))
             .ok();
-        Automaton { patterns, nfa, dfa: OnceLock::new(), gate: OnceLock::new() }
+        Automaton { patterns, nfa, gate: OnceLock::new() }
     }
 
-    /// Builds the gate, and the DFA if it fits in what is left of the budget.
-    fn promote(&self, automata: &Automata) {
-        use aho_corasick::automaton::Automaton as _;
-        if self.dfa.get().is_some() || self.nfa.is_none() {
+    /// Builds the gate.
+    fn promote(&self) {
+        if self.nfa.is_none() {
             return;
         }
         self.gate.get_or_init(|| aho_corasick::packed::Searcher::new(self.patterns.iter().map(|p| p.as_bytes())));
-        self.dfa.get_or_init(|| {
-            let estimate = dfa_size_estimate(&self.patterns);
-            let reserved = estimate <= MAX_DFA_BYTES
-                && automata
-                    .dfa_bytes
-                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |used| {
-                        (used + estimate <= DFA_BUDGET).then_some(used + estimate)
-                    })
-                    .is_ok();
-            if !reserved {
-                return None;
-            }
-            let dfa = aho_corasick::dfa::Builder::new()
-                .match_kind(MatchKind::Standard)
-                .prefilter(false)
-                .build(self.patterns.iter().map(|p| p.as_bytes()))
-                .ok();
-            // Keep the actual size, not the estimate, in the budget.
-            let actual = dfa.as_ref().map_or(0, |d| d.memory_usage());
-            if actual >= estimate {
-                automata.dfa_bytes.fetch_add(actual - estimate, Ordering::Relaxed);
-            } else {
-                automata.dfa_bytes.fetch_sub(estimate - actual, Ordering::Relaxed);
-            }
-            dfa
-        });
     }
-}
-
-/// An estimate of the size of the DFA over `patterns`, without building it: at most one
-/// state per pattern byte (and two more), each with a transition (4 bytes) per byte class and
-/// one for the end of input, rounded up to a power of two; at most one byte class per
-/// distinct byte, plus one for the others; and the lists of literals each state matches, at
-/// a guess (over hundreds of literals that overlap they can take more: the budget is then
-/// charged the DFA's actual size once built).
-fn dfa_size_estimate(patterns: &[Box<str>]) -> usize {
-    let mut seen = [false; 256];
-    let mut bytes = 0usize;
-    for p in patterns {
-        bytes += p.len();
-        for &b in p.as_bytes() {
-            seen[b as usize] = true;
-        }
-    }
-    let stride = (seen.iter().filter(|s| **s).count() + 2).next_power_of_two();
-    let states = bytes + 3;
-    states.saturating_mul(stride).saturating_mul(4).saturating_add(bytes.saturating_mul(8))
 }
 
 /// An overlapping search: every literal that ends at every position marks its variants.
@@ -731,7 +679,7 @@ impl RuleSet {
         with_scratch(&POSSIBLE, |possible| {
             possible.clear();
             possible.extend_from_slice(&plan.always);
-            plan.scan(event, possible, &self.automata);
+            plan.scan(event, possible);
             for (k, &word) in possible.iter().enumerate() {
                 let mut w = word;
                 while w != 0 {
@@ -842,8 +790,8 @@ mod tests {
         assert_eq!(out, vec![RuleId(1)], "a Windows event without a channel");
     }
 
-    /// The prefilter (the vectorized gate, then the automaton; contiguous NFA first, DFA once
-    /// the bucket is busy) never hides a literal, wherever it sits in a value and whatever the
+    /// The prefilter (the automaton, with a vectorized gate in front once the bucket is busy)
+    /// never hides a literal, wherever it sits in a value and whatever the
     /// value's length; keyword literals are not found across two values.
     #[test]
     fn literals_are_found_wherever_they_are() {
@@ -877,7 +825,7 @@ mod tests {
             (vec![("Other", "powershell -enc AAAA".into())], vec![]),
             (vec![("CommandLine", format!("{pad} mimikatz -enc "))], vec![0, 2]),
         ];
-        // More events than it takes for the bucket to become busy: NFA and DFA both seen.
+        // More events than it takes for the bucket to become busy: with and without the gate.
         for round in 0..2 * BUSY_BUCKET as usize / cases.len() + 2 {
             for (fields, expected) in &cases {
                 let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();

@@ -175,7 +175,7 @@ pub fn run(args: HuntArgs) -> anyhow::Result<ExitCode> {
         }
         bail!("nothing to read: no file in a recognised format");
     }
-    let total: u64 = found.iter().map(|i| i.size).sum();
+    let total: u64 = found.total_size();
     let progress = Progress::default();
     let bar = tty.then(|| {
         let bar = ProgressBar::new(total);

@@ -193,7 +193,7 @@ impl TextChunks {
 
 /// The `#` lines at the start of a Zeek TSV input, and how many there are.
 fn zeek_header(input: &Input) -> std::io::Result<Option<(Vec<u8>, u64)>> {
-    let mut reader = inputs::open_text(input)?;
+    let mut reader = inputs::open_text(&input.path, input.gzip)?;
     let mut header = Vec::new();
     let mut n = 0;
     let mut line = Vec::new();
@@ -567,7 +567,7 @@ impl Run<'_> {
             } else {
                 None
             };
-            let mut reader = inputs::open_text(input).with_context(|| format!("opening {name}"))?;
+            let mut reader = inputs::open_text(&input.path, input.gzip).with_context(|| format!("opening {name}"))?;
             // Skip what was acknowledged before (decompressed bytes, so this works for gzip).
             std::io::copy(&mut (&mut reader).take(offset), &mut std::io::sink())
                 .with_context(|| format!("reading {name}"))?;
@@ -631,8 +631,7 @@ async fn run_async(args: IngestArgs) -> anyhow::Result<ExitCode> {
 
     let stdin = args.paths.iter().any(|p| p.as_os_str() == "-");
     let files: Vec<PathBuf> = args.paths.iter().filter(|p| p.as_os_str() != "-").cloned().collect();
-    let (found, skipped) =
-        if files.is_empty() { (Vec::new(), Vec::new()) } else { inputs::discover(&files, args.format) };
+    let (found, skipped) = if files.is_empty() { Default::default() } else { inputs::discover(&files, args.format) };
     // The state file may sit in a folder being sent: it is not a log.
     let (found, skipped) = match &args.state {
         Some(state) => {
@@ -641,10 +640,7 @@ async fn run_async(args: IngestArgs) -> anyhow::Result<ExitCode> {
                 let name = state.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
                 canon(p) == canon(state) || p.file_name().is_some_and(|n| n.to_string_lossy() == format!(".{name}.tmp"))
             };
-            (
-                found.into_iter().filter(|i| !own(&i.path)).collect(),
-                skipped.into_iter().filter(|s| !own(&s.path)).collect::<Vec<_>>(),
-            )
+            (found.retain(|i| !own(i.path)), skipped.into_iter().filter(|s| !own(&s.path)).collect::<Vec<_>>())
         }
         None => (found, skipped),
     };
@@ -653,7 +649,7 @@ async fn run_async(args: IngestArgs) -> anyhow::Result<ExitCode> {
         None => State::default(),
     };
     let tty = std::io::stderr().is_terminal() && !args.quiet;
-    let total: u64 = found.iter().map(|i| i.size).sum();
+    let total: u64 = found.total_size();
     let bar = tty.then(|| {
         let bar = ProgressBar::new(total);
         bar.set_style(
@@ -669,12 +665,12 @@ async fn run_async(args: IngestArgs) -> anyhow::Result<ExitCode> {
         run.summary.skipped.push(format!("{}: {}", s.path.display(), s.reason));
     }
     let mut outcome = Ok(());
-    for input in &found {
+    for input in found.iter().map(inputs::InputRef::to_owned) {
         if input.format == Format::Eml {
             run.summary.skipped.push(format!("{}: e-mail messages are not sent line by line", input.path.display()));
             continue;
         }
-        outcome = run.file(input).await;
+        outcome = run.file(&input).await;
         if outcome.is_err() {
             break;
         }

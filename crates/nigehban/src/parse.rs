@@ -34,10 +34,10 @@ pub fn run(args: ParseArgs) -> anyhow::Result<ExitCode> {
     }
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
-    for input in found {
+    for input in found.iter() {
         let source = Source::file(input.path.display().to_string());
         let items: Box<dyn Iterator<Item = Item>> = if input.format == Format::Evtx {
-            let data = std::fs::read(&input.path).with_context(|| format!("reading {}", input.path.display()))?;
+            let data = std::fs::read(input.path).with_context(|| format!("reading {}", input.path.display()))?;
             let mut items = Vec::new();
             let mut offset = evtx::HEADER_SIZE;
             while offset + evtx::CHUNK_SIZE <= data.len() && items.len() < args.limit {
@@ -48,7 +48,8 @@ pub fn run(args: ParseArgs) -> anyhow::Result<ExitCode> {
             }
             Box::new(items.into_iter())
         } else {
-            let reader = inputs::open_text(&input).with_context(|| format!("opening {}", input.path.display()))?;
+            let reader = inputs::open_text(input.path, input.gzip)
+                .with_context(|| format!("opening {}", input.path.display()))?;
             read::read_text(input.format, reader, source.clone())
         };
         for item in items.take(args.limit) {
