@@ -111,6 +111,13 @@ impl Inputs {
         self.files.iter().map(|e| e.size).sum()
     }
 
+    /// Gives back what the buffers hold beyond their contents (they grew by doubling).
+    pub fn shrink_to_fit(&mut self) {
+        self.names.shrink_to_fit();
+        self.other.shrink_to_fit();
+        self.files.shrink_to_fit();
+    }
+
     /// Keeps the files `keep` says yes to.
     pub fn retain(self, mut keep: impl FnMut(InputRef<'_>) -> bool) -> Inputs {
         let mut kept = Inputs::default();
@@ -119,6 +126,7 @@ impl Inputs {
                 kept.push_parts(input.path, input.size, input.format, input.gzip);
             }
         }
+        kept.shrink_to_fit();
         kept
     }
 }
@@ -159,6 +167,7 @@ pub fn discover(paths: &[PathBuf], forced: Option<Format>) -> (Inputs, Vec<Skipp
             }
         }
     }
+    inputs.shrink_to_fit();
     (inputs, skipped)
 }
 

@@ -373,13 +373,17 @@ pub fn hunt(
     options: &HuntOptions,
     progress: &Progress,
 ) -> std::io::Result<(DetectionStore, HuntStats)> {
-    let mut units = Vec::new();
+    let unit_count = |size: u64, format: Format| match format {
+        Format::Evtx => evtx_chunks(size).div_ceil(EVTX_CHUNKS_PER_UNIT) as usize,
+        _ => 1,
+    };
+    let mut units = Vec::with_capacity(inputs.iter().map(|i| unit_count(i.size, i.format)).sum());
     let bytes = inputs.total_size();
     let files = inputs.len();
     for (i, input) in inputs.iter().enumerate() {
         let file = i as u32;
         if input.format == Format::Evtx {
-            let chunks = input.size.saturating_sub(evtx::HEADER_SIZE as u64).div_ceil(evtx::CHUNK_SIZE as u64).max(1);
+            let chunks = evtx_chunks(input.size);
             let mut first = 0;
             while first < chunks {
                 let n = EVTX_CHUNKS_PER_UNIT.min(chunks - first);
@@ -445,6 +449,12 @@ pub fn hunt(
         events_per_format,
     };
     Ok((store, stats))
+}
+
+/// The chunks of an EVTX file of `size` bytes (at least one, so that a file too short for one is
+/// still opened and reported).
+fn evtx_chunks(size: u64) -> u64 {
+    size.saturating_sub(evtx::HEADER_SIZE as u64).div_ceil(evtx::CHUNK_SIZE as u64).max(1)
 }
 
 fn position_key_of(p: nigehban_event::Position) -> (u64, u64) {
