@@ -181,11 +181,11 @@ pub struct DetectionStore {
     line: Vec<u8>,
 }
 
-/// How many bytes of the temporary file are read at a time when reading back.
-const BLOCK: usize = 64 << 10;
-/// How many such blocks are kept (the timeline interleaves the detections of many files, each
-/// written in one stretch).
-const BLOCKS: usize = 32;
+/// Records of a window fewer than this many bytes apart in the temporary file are read
+/// together, the bytes between them included (see [`Merge::read_window`]).
+const JOIN_GAP: u64 = 1 << 10;
+/// The most one read takes in.
+const MAX_READ: u64 = 1 << 20;
 /// The sort keys kept in memory before they are sorted and written out as a run (56 bytes
 /// each: about 460 KB, allocated at once so that the vector never doubles).
 const RUN_KEYS: usize = 8 << 10;
@@ -361,13 +361,13 @@ impl DetectionStore {
             heap,
             readers,
             order: &order,
-            blocks: BlockCache::new(self.file.get_mut(), self.written),
+            file: self.file.get_mut(),
             rules: &rules,
             sources: &self.sources,
             window: Vec::with_capacity(RENDER_WINDOW),
             raw: Vec::new(),
             spans: Vec::new(),
-            record: Vec::new(),
+            by_offset: Vec::with_capacity(RENDER_WINDOW),
         };
         // A second thread merges, reads and renders the next window while this one hands the
         // previous one to `f`.
@@ -404,14 +404,17 @@ struct Merge<'a> {
     heap: BinaryHeap<Head>,
     readers: Vec<Run>,
     order: &'a (dyn Fn(&Key) -> Order + Sync),
-    blocks: BlockCache<'a>,
+    /// The records' file.
+    file: &'a mut File,
     /// Each rule's shared part, rendered (see [`rule_fragment`]).
     rules: &'a [Vec<u8>],
     sources: &'a [Arc<str>],
     window: Vec<Key>,
+    /// The bytes read for the window, and where in them each of its records is.
     raw: Vec<u8>,
     spans: Vec<std::ops::Range<usize>>,
-    record: Vec<u8>,
+    /// The window's positions in the order of their records' offsets.
+    by_offset: Vec<u32>,
 }
 
 impl Merge<'_> {
@@ -428,13 +431,7 @@ impl Merge<'_> {
                 self.heap.push(Head { order: (self.order)(&key), run: head.run, key });
             }
         }
-        self.raw.clear();
-        self.spans.clear();
-        for k in &self.window {
-            let start = self.raw.len();
-            self.raw.extend_from_slice(self.blocks.read(k.offset, k.len as usize, &mut self.record)?);
-            self.spans.push(start..self.raw.len());
-        }
+        self.read_window()?;
         let (raw, rules, sources) = (&self.raw, self.rules, self.sources);
         self.window
             .par_chunks(RENDER_CHUNK)
@@ -450,6 +447,47 @@ impl Merge<'_> {
                 Ok(Rendered { out, ends })
             })
             .collect()
+    }
+
+    /// Reads the window's records in the order they lie in the file, records close together
+    /// in one read. The timeline interleaves the detections of every file whose times
+    /// overlap, each file's written in stretches: read in timeline order through a cache of
+    /// blocks, a hunt over more such files than the cache held read a whole block for almost
+    /// every record.
+    fn read_window(&mut self) -> io::Result<()> {
+        let window = &self.window;
+        self.raw.clear();
+        self.spans.clear();
+        self.spans.resize(window.len(), 0..0);
+        self.by_offset.clear();
+        self.by_offset.extend(0..window.len() as u32);
+        self.by_offset.sort_unstable_by_key(|&i| window[i as usize].offset);
+        let mut i = 0;
+        while let Some(&first) = self.by_offset.get(i) {
+            let first = &window[first as usize];
+            let start = first.offset;
+            let mut end = start + u64::from(first.len);
+            let mut j = i + 1;
+            while let Some(&next) = self.by_offset.get(j) {
+                let k = &window[next as usize];
+                let k_end = k.offset + u64::from(k.len);
+                if k.offset > end + JOIN_GAP || k_end - start > MAX_READ {
+                    break;
+                }
+                end = end.max(k_end);
+                j += 1;
+            }
+            let base = self.raw.len();
+            self.raw.resize(base + (end - start) as usize, 0);
+            read_at(self.file, start, &mut self.raw[base..])?;
+            for &at in &self.by_offset[i..j] {
+                let k = &window[at as usize];
+                let from = base + (k.offset - start) as usize;
+                self.spans[at as usize] = from..from + k.len as usize;
+            }
+            i = j;
+        }
+        Ok(())
     }
 }
 
@@ -664,57 +702,6 @@ fn take_str<'a>(raw: &mut &'a [u8]) -> Option<&'a str> {
     std::str::from_utf8(s).ok()
 }
 
-/// Reads records back by offset through a few cached blocks of the file.
-struct BlockCache<'f> {
-    file: &'f mut File,
-    /// The file's length.
-    end: u64,
-    /// (block number, bytes, last use)
-    blocks: Vec<(u64, Vec<u8>, u64)>,
-    clock: u64,
-}
-
-impl<'f> BlockCache<'f> {
-    fn new(file: &'f mut File, end: u64) -> Self {
-        BlockCache { file, end, blocks: Vec::new(), clock: 0 }
-    }
-
-    /// The `len` bytes at `offset`: from a cached block when the record lies within one,
-    /// else read into `spill`.
-    fn read<'a>(&'a mut self, offset: u64, len: usize, spill: &'a mut Vec<u8>) -> io::Result<&'a [u8]> {
-        let block = offset / BLOCK as u64;
-        let start = (offset % BLOCK as u64) as usize;
-        if start + len > BLOCK {
-            spill.resize(len, 0);
-            read_at(self.file, offset, spill)?;
-            return Ok(spill);
-        }
-        self.clock += 1;
-        let slot = match self.blocks.iter().position(|(b, _, _)| *b == block) {
-            Some(i) => i,
-            None => {
-                let i = if self.blocks.len() < BLOCKS {
-                    self.blocks.push((block, Vec::new(), 0));
-                    self.blocks.len() - 1
-                } else {
-                    self.blocks.iter().enumerate().min_by_key(|(_, (_, _, used))| *used).map_or(0, |(i, _)| i)
-                };
-                let want = (BLOCK as u64).min(self.end.saturating_sub(block * BLOCK as u64)) as usize;
-                let (b, bytes, _) = &mut self.blocks[i];
-                *b = block;
-                bytes.resize(want, 0);
-                read_at(self.file, block * BLOCK as u64, bytes)?;
-                i
-            }
-        };
-        let (_, bytes, used) = &mut self.blocks[slot];
-        *used = self.clock;
-        bytes
-            .get(start..start + len)
-            .ok_or_else(|| io::Error::new(io::ErrorKind::UnexpectedEof, "detection store: record past the end"))
-    }
-}
-
 #[cfg(unix)]
 fn read_at(file: &mut File, offset: u64, buf: &mut [u8]) -> io::Result<()> {
     std::os::unix::fs::FileExt::read_exact_at(file, buf, offset)
@@ -862,8 +849,38 @@ mod tests {
         assert_eq!(seen, 10);
     }
 
+    /// Many files whose times overlap, each written in one stretch: the timeline takes one
+    /// record from each in turn, and every record comes back whole and in its place.
     #[test]
-    fn many_records_across_blocks() {
+    fn interleaved_files_read_back_in_timeline_order() {
+        let r = rule("r");
+        let mut store = DetectionStore::with_runs_of(1000).unwrap();
+        let (files, times) = (120u64, 40i64);
+        for f in 0..files {
+            for t in 0..times {
+                // A host per record, and records of varied lengths.
+                let host = format!("f{f:03}-t{t:02}-{}", "x".repeat(((f * 7 + t as u64) % 50) as usize));
+                store.push(&detection(&r, &format!("file{f:03}"), Some(t), t as u64, Some(&host))).unwrap();
+            }
+        }
+        let records: Vec<Record> = timeline(store).iter().map(|j| serde_json::from_str(j).unwrap()).collect();
+        assert_eq!(records.len(), (files * times as u64) as usize);
+        let mut at = 0;
+        for t in 0..times {
+            for f in 0..files {
+                let rec = &records[at];
+                at += 1;
+                assert_eq!(rec.source, format!("file{f:03}"));
+                let host = rec.host.as_deref().unwrap_or_default();
+                assert!(host.starts_with(&format!("f{f:03}-t{t:02}-")), "{host} at file {f}, time {t}");
+                assert_eq!(host.len(), 9 + ((f * 7 + t as u64) % 50) as usize);
+                assert_eq!(rec.fields.get("CommandLine").and_then(|v| v.as_str()), Some("x \"y\" é"));
+            }
+        }
+    }
+
+    #[test]
+    fn many_records_across_runs_and_reads() {
         let mut outputs = Vec::new();
         for run_keys in [1 << 20, RUN_KEYS, 1000, 4096] {
             outputs.push(many_records_with_runs_of(run_keys));
@@ -875,7 +892,7 @@ mod tests {
     fn many_records_with_runs_of(run_keys: usize) -> Vec<String> {
         let (r, q) = (rule("r"), rule("q"));
         let mut store = DetectionStore::with_runs_of(run_keys).unwrap();
-        let long = "v".repeat(BLOCK + 10);
+        let long = "v".repeat(MAX_READ as usize + 10);
         for i in 0..9000u64 {
             // Ties: the same time, source, position and rule, told apart by the host only.
             let host = format!("h{i}");
