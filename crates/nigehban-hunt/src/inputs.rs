@@ -155,7 +155,7 @@ pub fn discover(paths: &[PathBuf], forced: Option<Format>) -> (Inputs, Vec<Skipp
         }
         for entry in walkdir::WalkDir::new(root).sort_by_file_name() {
             match entry {
-                Ok(e) if e.file_type().is_file() => match probe_parts(e.path(), forced) {
+                Ok(e) if e.file_type().is_file() => match probe(e.path(), forced) {
                     Ok((size, format, gzip)) => inputs.push_parts(e.path(), size, format, gzip),
                     Err(reason) => skipped.push(Skipped { path: e.into_path(), reason }),
                 },
@@ -171,14 +171,9 @@ pub fn discover(paths: &[PathBuf], forced: Option<Format>) -> (Inputs, Vec<Skipp
     (inputs, skipped)
 }
 
-/// Opens a file and recognises its format from its first bytes (after gzip, if gzipped).
-pub fn probe(path: &Path, forced: Option<Format>) -> Result<Input, String> {
-    let (size, format, gzip) = probe_parts(path, forced)?;
-    Ok(Input { path: path.to_path_buf(), size, format, gzip })
-}
-
-/// [`probe`] without the path: the size, the format and whether the file is gzipped.
-fn probe_parts(path: &Path, forced: Option<Format>) -> Result<(u64, Format, bool), String> {
+/// Opens a file and recognises its format from its first bytes (after gzip, if gzipped): its
+/// size, its format and whether it is gzipped.
+fn probe(path: &Path, forced: Option<Format>) -> Result<(u64, Format, bool), String> {
     let file = File::open(path).map_err(|e| format!("cannot open: {e}"))?;
     let size = file.metadata().map(|m| m.len()).unwrap_or(0);
     let mut head = Vec::with_capacity(4096);
