@@ -636,13 +636,16 @@ fn fixed_text(hir: &regex_syntax::hir::Hir) -> Option<String> {
 }
 
 /// An upper bound of the number of states of the automaton compiled from `hir` (saturating):
-/// a range of a Unicode class becomes at most nine UTF-8 sequences of at most four bytes.
+/// a Unicode class becomes its ranges' UTF-8 sequences, a state per byte range of each
+/// (`\w`: some 3,400, where 36 for each of its 770 ranges, as the bound once took, is 27,700).
 fn hir_size_bound(hir: &regex_syntax::hir::Hir) -> usize {
     use regex_syntax::hir::{Class, HirKind};
     match hir.kind() {
         HirKind::Empty | HirKind::Look(_) => 1,
         HirKind::Literal(l) => l.0.len() + 1,
-        HirKind::Class(Class::Unicode(c)) => c.ranges().len().saturating_mul(36).saturating_add(1),
+        HirKind::Class(Class::Unicode(c)) => c.ranges().iter().fold(1usize, |n, r| {
+            regex_syntax::utf8::Utf8Sequences::new(r.start(), r.end()).fold(n, |n, seq| n.saturating_add(seq.len()))
+        }),
         HirKind::Class(Class::Bytes(c)) => c.ranges().len().saturating_add(1),
         HirKind::Repetition(r) => {
             let copies = r.max.unwrap_or(r.min).max(r.min).saturating_add(1) as usize;
@@ -1101,6 +1104,33 @@ mod tests {
         // Flags given by modifiers hold for the deferred build too.
         let d = det("sel:\n  A|re|s: 'x.y'\ncondition: sel\n");
         assert!(d.matches(&event(&[("A", s("x\ny"))])));
+    }
+
+    /// The bound that defers an expression holds: the largest repetitions of the widest
+    /// classes that it lets wait still compile within the size limit; a little more is
+    /// compiled at load.
+    #[test]
+    fn deferred_regular_expressions_compile_within_the_size_limit() {
+        let bound = |p: &str, i: bool| {
+            hir_size_bound(&regex_syntax::ParserBuilder::new().case_insensitive(i).build().parse(p).unwrap())
+        };
+        for class in [r"\w", r"\d", r"\s", r"\W", r"[^a]", r".", r"[a-zé]"] {
+            for i in [false, true] {
+                // The largest count that is still deferred.
+                let mut n = 1;
+                while bound(&format!("{class}{{{}}}", n + 1), i) < DEFERRED_REGEX_BOUND {
+                    n += 1;
+                }
+                let deferred = format!("{class}{{{n}}}");
+                let re = LazyRegex::new(&deferred, i, false, false).unwrap();
+                assert!(re.compiled.get().is_none(), "{deferred} waits");
+                assert!(re.build().is_ok(), "{deferred} (i: {i}) compiles within the limit");
+                let eager = LazyRegex::new(&format!("{class}{{{}}}", n + 1), i, false, false);
+                assert!(eager.is_err() || eager.is_ok_and(|re| re.compiled.get().is_some()));
+            }
+        }
+        // `\w` is some 3,400 states, not 36 for each of its 770 ranges (27,700).
+        assert!((3_000..4_000).contains(&bound(r"\w", false)), "{}", bound(r"\w", false));
     }
 
     fn needles_of(pattern: &str) -> Option<Vec<String>> {
