@@ -146,20 +146,24 @@ pub struct Detection {
 impl Detection {
     /// A detection of `rule` on `event`, with the rule's key fields copied from the event.
     pub fn new(rule: Arc<RuleInfo>, event: &Event, source: Arc<str>) -> Detection {
-        let mut fields = Vec::new();
+        let mut fields = Vec::with_capacity(rule.key_fields.len());
         // One buffer for every key field's lowercase name.
         let mut lower = String::new();
         for name in &rule.key_fields {
             lower.clear();
             lower.push_str(name);
             lower.make_ascii_lowercase();
-            if let Some(v) = event.get_folded(name, &lower)
-                && !matches!(v, Value::Null)
-            {
-                let mut text = v.to_string();
-                truncate(&mut text, 512);
-                fields.push((name.clone(), text));
-            }
+            let text = match event.get_folded(name, &lower) {
+                None | Some(Value::Null) => continue,
+                // Text is copied only as far as it is kept (a script block may be megabytes).
+                Some(Value::Str(t)) => truncated(t.as_str(), MAX_FIELD_BYTES),
+                Some(v) => {
+                    let mut text = v.to_string();
+                    truncate(&mut text, MAX_FIELD_BYTES);
+                    text
+                }
+            };
+            fields.push((name.clone(), text));
         }
         Detection {
             host: event.host().map(|h| h.into_owned()),
@@ -171,6 +175,24 @@ impl Detection {
             counted: Vec::new(),
         }
     }
+}
+
+/// A key field's value is kept up to this many bytes, then `…`.
+const MAX_FIELD_BYTES: usize = 512;
+
+/// `s` up to `max` bytes (at a character boundary), then `…` if anything was cut.
+fn truncated(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_owned();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    let mut out = String::with_capacity(end + '…'.len_utf8());
+    out.push_str(&s[..end]);
+    out.push('…');
+    out
 }
 
 fn truncate(s: &mut String, max: usize) {
@@ -386,5 +408,36 @@ impl DetectorSet {
             }
         }
         (per_part, ignored)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nigehban_event::{Product, Source};
+
+    /// Key fields are copied as far as they are kept: 512 bytes at most, cut at a character
+    /// boundary and marked with `…`; numbers and short text whole.
+    #[test]
+    fn key_fields_are_kept_up_to_512_bytes() {
+        let rule = Arc::new(RuleInfo {
+            engine: Engine::Sigma,
+            id: "r".into(),
+            title: "R".into(),
+            level: Level::High,
+            tags: Vec::new(),
+            path: "r.yml".into(),
+            key_fields: ["EventID", "ScriptBlockText", "Short", "Missing"].map(String::from).to_vec(),
+        });
+        let mut event = Event::new(Source::file("t"), Position::Line(1), Product::Windows, "test");
+        event.set("EventID", Value::Int(4104));
+        // 'é' is two bytes: byte 512 falls inside one.
+        let long = format!("a{}", "é".repeat(600));
+        event.set("scriptblocktext", Value::str(long.as_str()));
+        event.set("Short", Value::str("é"));
+        let d = Detection::new(rule, &event, "t".into());
+        let kept: Vec<(&str, &str)> = d.fields.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let cut = format!("{}…", &long[..511]);
+        assert_eq!(kept, [("EventID", "4104"), ("ScriptBlockText", cut.as_str()), ("Short", "é")]);
     }
 }
