@@ -167,10 +167,22 @@ impl CompiledDetection {
     }
 }
 
-/// A necessary condition for a detection to match: at least one of these holds for the
-/// event. `None` when no such set can be derived (negations, regular expressions …): the
-/// rule is then always tested.
-pub type Needles = Option<Vec<Needle>>;
+/// Necessary conditions for a detection to match, as clauses: for each clause, at least one
+/// of its facts holds for the event. No clause: no such condition could be derived
+/// (negations, regular expressions without literals …) and the rule is always tested. An
+/// empty clause can never hold (a condition that is always false).
+///
+/// The first clause is the most selective one; the others (at most [`MAX_CLAUSES`] in all)
+/// are kept only if they are selective too, so that a rule with two strong conditions (an
+/// image name and a command-line flag) is tested only when both are met.
+pub type Clauses = Vec<Vec<Needle>>;
+
+/// At most this many clauses per detection (see [`Clauses`]).
+pub const MAX_CLAUSES: usize = 2;
+
+/// Clauses after the first must rank at least this high (see [`Needle::rank`]): a literal of
+/// three bytes or more. Weaker facts hold for most events of a bucket and would only add work.
+const MIN_EXTRA_RANK: usize = 3;
 
 /// One fact about an event that the prefilter can check cheaply.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -202,20 +214,22 @@ impl Needle {
 }
 
 impl CompiledDetection {
-    /// Facts about the event of which at least one must hold for the detection to match
-    /// (see [`Needles`]).
-    pub fn needles(&self) -> Needles {
-        self.expr_needles(&self.condition)
+    /// Facts about the event that must hold for the detection to match (see [`Clauses`]).
+    pub fn needle_clauses(&self) -> Clauses {
+        let mut clauses = self.expr_clauses(&self.condition);
+        let weak = |c: &Vec<Needle>| clause_rank(c) < MIN_EXTRA_RANK;
+        let mut first = true;
+        clauses.retain(|c| std::mem::take(&mut first) || !weak(c));
+        clauses
     }
 
-    fn expr_needles(&self, expr: &Expr) -> Needles {
+    fn expr_clauses(&self, expr: &Expr) -> Clauses {
         match expr {
-            Expr::Search(i) => self.searches.get(*i).and_then(search_needles),
-            Expr::Not(_) => None,
-            Expr::False => Some(Vec::new()),
-            // Any one conjunct's literals are necessary; take the most selective.
-            Expr::And(items) => best(items.iter().map(|e| self.expr_needles(e))),
-            Expr::Or(items) => union(items.iter().map(|e| self.expr_needles(e))),
+            Expr::Search(i) => self.searches.get(*i).map(search_clauses).unwrap_or_default(),
+            Expr::Not(_) => Vec::new(),
+            Expr::False => vec![Vec::new()],
+            Expr::And(items) => strongest(items.iter().flat_map(|e| self.expr_clauses(e))),
+            Expr::Or(items) => any_of(items.iter().map(|e| self.expr_clauses(e))),
         }
     }
 }
@@ -272,43 +286,94 @@ fn item_ints(item: &FieldItem, field: &str) -> Option<Vec<i64>> {
     Some(out)
 }
 
-/// The most selective of several alternatives, each sufficient alone: the set whose shortest
-/// literal is longest.
-fn best(sets: impl Iterator<Item = Needles>) -> Needles {
-    sets.flatten().max_by_key(|set| set.iter().map(Needle::rank).min().unwrap_or(usize::MAX))
+/// How selective a clause is: that of its least selective fact (an empty clause never holds,
+/// and ranks above all).
+fn clause_rank(clause: &[Needle]) -> usize {
+    clause.iter().map(Needle::rank).min().unwrap_or(usize::MAX)
 }
 
-fn union(sets: impl Iterator<Item = Needles>) -> Needles {
-    let mut out = Vec::new();
-    for set in sets {
-        out.extend(set?);
-    }
-    Some(out)
-}
-
-fn search_needles(search: &Search) -> Needles {
-    match search {
-        Search::All(items) => best(items.iter().map(item_needles)),
-        Search::Any(maps) => union(maps.iter().map(|items| best(items.iter().map(item_needles)))),
-    }
-}
-
-fn item_needles(item: &FieldItem) -> Needles {
-    let texts = if item.all {
-        best_texts(item.matchers.iter().map(matcher_needles))
-    } else {
-        item.matchers.iter().map(matcher_needles).collect::<Option<Vec<_>>>().map(|sets| sets.concat())
+/// The clauses of a conjunction: every conjunct's clauses are necessary; the most selective
+/// [`MAX_CLAUSES`] are kept, the first of them the most selective (the last such on a tie).
+fn strongest(clauses: impl Iterator<Item = Vec<Needle>>) -> Clauses {
+    let mut all: Clauses = clauses.collect();
+    let Some(best) = all.iter().enumerate().max_by_key(|(_, c)| clause_rank(c)).map(|(i, _)| i) else {
+        return Vec::new();
     };
-    match (texts, &item.field) {
-        (Some(texts), field) => {
-            Some(texts.into_iter().map(|text| Needle::Literal { text, field: field.clone() }).collect())
+    let first = all.swap_remove(best);
+    if first.is_empty() {
+        return vec![first];
+    }
+    // The rest by rank, most selective first (in order of appearance on a tie); a clause that
+    // holds whenever a kept one does adds nothing.
+    all.sort_by_key(|c| std::cmp::Reverse(clause_rank(c)));
+    let mut out = vec![first];
+    for c in all {
+        if out.len() == MAX_CLAUSES {
+            break;
         }
-        (None, Some(field)) => {
+        if !out.iter().any(|kept| kept.iter().all(|n| c.contains(n))) {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The clauses of a disjunction. If one alternative has none, neither has the whole. Else
+/// clause `j` joins every alternative's clause `j` (or its last, if it has fewer): whichever
+/// alternative holds, its clause `j` does.
+fn any_of(alternatives: impl Iterator<Item = Clauses>) -> Clauses {
+    let alternatives: Vec<Clauses> = alternatives.collect();
+    if alternatives.iter().any(Vec::is_empty) {
+        return Vec::new();
+    }
+    let width = alternatives.iter().map(Vec::len).max().unwrap_or(1);
+    (0..width)
+        .map(|j| {
+            let mut clause: Vec<Needle> = Vec::new();
+            for a in &alternatives {
+                for n in &a[j.min(a.len() - 1)] {
+                    if !clause.contains(n) {
+                        clause.push(n.clone());
+                    }
+                }
+            }
+            clause
+        })
+        .collect()
+}
+
+fn search_clauses(search: &Search) -> Clauses {
+    match search {
+        Search::All(items) => strongest(items.iter().flat_map(item_clauses)),
+        Search::Any(maps) => any_of(maps.iter().map(|items| strongest(items.iter().flat_map(item_clauses)))),
+    }
+}
+
+/// An item's clauses: one, of its values' literals (any one may match); for `|all`, one per
+/// value, each of which must be met. Without literals, the field's presence, if every way
+/// to match needs it.
+fn item_clauses(item: &FieldItem) -> Clauses {
+    let literal = |text: String| Needle::Literal { text, field: item.field.clone() };
+    let texts: Vec<Vec<String>> = if item.all {
+        item.matchers.iter().filter_map(matcher_needles).collect()
+    } else {
+        item.matchers
+            .iter()
+            .map(matcher_needles)
+            .collect::<Option<Vec<_>>>()
+            .map(|sets| vec![sets.concat()])
+            .unwrap_or_default()
+    };
+    if !texts.is_empty() {
+        return texts.into_iter().map(|set| set.into_iter().map(literal).collect()).collect();
+    }
+    match &item.field {
+        Some(field) => {
             let needs = |m: &Matcher| needs_value(m);
             let present = if item.all { item.matchers.iter().any(needs) } else { item.matchers.iter().all(needs) };
-            present.then(|| vec![Needle::Present(field.clone())])
+            if present { vec![vec![Needle::Present(field.clone())]] } else { Vec::new() }
         }
-        (None, None) => None,
+        None => Vec::new(),
     }
 }
 
@@ -325,10 +390,6 @@ fn needs_value(m: &Matcher) -> bool {
         | Matcher::Cmp(..)
         | Matcher::FieldRef { .. } => true,
     }
-}
-
-fn best_texts(sets: impl Iterator<Item = Option<Vec<String>>>) -> Option<Vec<String>> {
-    sets.flatten().max_by_key(|set| set.iter().map(String::len).min().unwrap_or(usize::MAX))
 }
 
 /// Literals that could also be the text of a number or boolean are no use: those values
@@ -1054,6 +1115,37 @@ mod tests {
         assert!(d.matches(&event(&[("CommandLine", s("powershell /exec bypass"))])));
         assert!(d.matches(&event(&[("CommandLine", s("powershell \u{2013}exec bypass"))])));
         assert!(!d.matches(&event(&[("CommandLine", s("powershell exec bypass"))])));
+    }
+
+    /// The prefilter's clauses: the most selective first; a second only if selective too; an
+    /// `|all` list gives one clause per value; a disjunction joins its alternatives' clauses
+    /// rank by rank; a negation requires nothing.
+    #[test]
+    fn needle_clauses_keep_the_two_most_selective_conditions() {
+        let lit = |field: &str, text: &str| Needle::Literal { text: text.into(), field: Some(field.into()) };
+        let d = det(
+            "img:\n  Image|endswith: '\\rundll32.exe'\ncli:\n  CommandLine|contains: [' -a ', 'zzzz']\ncondition: all of *\n",
+        );
+        assert_eq!(
+            d.needle_clauses(),
+            vec![vec![lit("Image", "\\rundll32.exe")], vec![lit("CommandLine", " -a "), lit("CommandLine", "zzzz")]]
+        );
+        let d = det("sel:\n  CommandLine|contains|all: ['-nop', 'hidden', 'bypass']\ncondition: sel\n");
+        assert_eq!(d.needle_clauses(), vec![vec![lit("CommandLine", "bypass")], vec![lit("CommandLine", "hidden")]]);
+        // A second clause of a two-byte literal would let most events through: left out.
+        let d = det("a:\n  Image|endswith: '\\cmd.exe'\nb:\n  CommandLine|contains: '/c'\ncondition: a and b\n");
+        assert_eq!(d.needle_clauses(), vec![vec![lit("Image", "\\cmd.exe")]]);
+        let d = det(
+            "a:\n  X|contains: 'aaaa'\nb:\n  Y|contains: 'bbbbbb'\nc:\n  Z|contains: 'cccc'\ncondition: (a and b) or c\n",
+        );
+        assert_eq!(
+            d.needle_clauses(),
+            vec![vec![lit("Y", "bbbbbb"), lit("Z", "cccc")], vec![lit("X", "aaaa"), lit("Z", "cccc")]]
+        );
+        let d = det("a:\n  X|contains: 'aaaa'\nb:\n  Y|contains: 'bbbb'\ncondition: a and not b\n");
+        assert_eq!(d.needle_clauses(), vec![vec![lit("X", "aaaa")]]);
+        let d = det("a:\n  X|contains: 'aaaa'\nb:\n  Y|contains: 'bbbb'\ncondition: a or not b\n");
+        assert_eq!(d.needle_clauses(), Vec::<Vec<Needle>>::new());
     }
 
     #[test]

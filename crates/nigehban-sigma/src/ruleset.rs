@@ -13,7 +13,7 @@ use aho_corasick::{Anchored, MatchKind};
 use nigehban_event::{Event, FieldKey, Product, Value};
 
 use crate::Error;
-use crate::compile::{CompiledDetection, Needle, Needles};
+use crate::compile::{Clauses, CompiledDetection, Needle};
 use crate::correlation::CorrelationRule;
 use crate::logsource::{LogSourceTable, Variant};
 use crate::rule::{Rule, parse_rules};
@@ -190,7 +190,7 @@ impl RuleSetBuilder {
         let mut needles = Vec::with_capacity(self.variants.len());
         for (i, cv) in self.variants.iter().enumerate() {
             let i = i as u32;
-            needles.push(cv.detection.needles());
+            needles.push(cv.detection.needle_clauses());
             if let Some((_, sets)) = cv.variant.conditions.iter().find(|(f, _)| f == "event.dataset") {
                 for d in sets {
                     by_dataset.entry(d.clone()).or_default().push(i);
@@ -299,11 +299,20 @@ struct ChannelBuckets {
 
 /// A bucket's literal prefilter: for each field that a bucket's rule needs a literal in, an
 /// automaton over the literals of that field only; for keyword literals, one automaton run
-/// over every field. A variant with literals is evaluated only if one of them was found
-/// (see [`CompiledDetection::needles`]); variants without literals are always evaluated.
+/// over every field. A variant with literals is evaluated only if one literal of each of its
+/// clauses was found (see [`CompiledDetection::needle_clauses`]); variants without literals
+/// are always evaluated.
+///
+/// Each clause has a slot in the bit set the scan marks: a variant's first clause the
+/// variant's position in the bucket, its other clauses slots after the last position.
 struct Plan {
-    /// Bucket positions of the variants without literals, as a bit set.
+    /// Slots of the variants without literals, as a bit set.
     always: Box<[u64]>,
+    /// The number of variants (the slots before the extra clauses').
+    variants: u32,
+    /// Per variant with more than one clause: the range of its other clauses' slots. Empty
+    /// when no variant has more than one.
+    extra: Box<[(u32, u32)]>,
     fields: Box<[FieldScan]>,
     anywhere: Option<Scanner>,
     /// Events that met the bucket, counted up to [`BUSY_BUCKET`].
@@ -313,7 +322,7 @@ struct Plan {
 struct FieldScan {
     /// The field as rules name it.
     key: FieldKey,
-    /// Variants that need only the field to be present (not null).
+    /// Slots of the clauses that need only the field to be present (not null).
     present: Box<[u32]>,
     scanner: Option<Scanner>,
     /// Whether `scanner` also looks for the plan's keyword literals.
@@ -321,33 +330,51 @@ struct FieldScan {
 }
 
 impl Plan {
-    fn build(variants: &[u32], needles: &[Needles], automata: &Automata) -> Plan {
-        let mut always = vec![0u64; variants.len().div_ceil(64)];
-        // Literal → the bucket positions of the variants that need it, per field; and the
-        // variants that need the field's presence.
+    fn build(variants: &[u32], needles: &[Clauses], automata: &Automata) -> Plan {
+        let n = variants.len();
+        let mut always = vec![0u64; n.div_ceil(64)];
+        // Literal → the slots of the clauses that hold when it is found, per field; and the
+        // slots of the clauses the field's presence meets.
         type FieldNeeds<'a> = (HashMap<&'a str, Vec<u32>>, Vec<u32>);
         let mut fields: HashMap<&str, FieldNeeds> = HashMap::new();
         let mut anywhere: HashMap<&str, Vec<u32>> = HashMap::new();
+        let mut extra = Vec::new();
+        let mut next_slot = n as u32;
         for (at, &v) in variants.iter().enumerate() {
-            let at32 = at as u32;
-            match &needles[v as usize] {
-                None => always[at / 64] |= 1 << (at % 64),
-                Some(set) => {
-                    for n in set {
-                        let targets = match n {
-                            Needle::Literal { text, field: Some(f) } => {
-                                fields.entry(f).or_default().0.entry(text).or_default()
-                            }
-                            Needle::Literal { text, field: None } => anywhere.entry(text).or_default(),
-                            Needle::Present(f) => &mut fields.entry(f).or_default().1,
-                        };
-                        if targets.last() != Some(&at32) {
-                            targets.push(at32);
+            let clauses = &needles[v as usize];
+            if clauses.is_empty() {
+                always[at / 64] |= 1 << (at % 64);
+                continue;
+            }
+            if clauses.len() > 1 {
+                extra.resize(at, (0, 0));
+                extra.push((next_slot, next_slot + clauses.len() as u32 - 1));
+            }
+            for (k, clause) in clauses.iter().enumerate() {
+                let slot = if k == 0 {
+                    at as u32
+                } else {
+                    next_slot += 1;
+                    next_slot - 1
+                };
+                for n in clause {
+                    let targets = match n {
+                        Needle::Literal { text, field: Some(f) } => {
+                            fields.entry(f).or_default().0.entry(text).or_default()
                         }
+                        Needle::Literal { text, field: None } => anywhere.entry(text).or_default(),
+                        Needle::Present(f) => &mut fields.entry(f).or_default().1,
+                    };
+                    if targets.last() != Some(&slot) {
+                        targets.push(slot);
                     }
                 }
             }
         }
+        if !extra.is_empty() {
+            extra.resize(n, (0, 0));
+        }
+        always.resize((next_slot as usize).div_ceil(64), 0);
         // The automaton of a field with many literals (a command line's, a script's) looks
         // for the keyword literals too, so that its value, often long, is read once: the
         // keyword pass then skips it. A field with few literals keeps its own, for which a
@@ -372,11 +399,25 @@ impl Plan {
             .collect();
         scans.sort_by(|a, b| a.key.name().cmp(b.key.name()));
         let anywhere = (!anywhere.is_empty()).then(|| Scanner::build(anywhere, automata));
-        Plan { always: always.into(), fields: scans.into(), anywhere, events: AtomicU32::new(0) }
+        Plan {
+            always: always.into(),
+            variants: n as u32,
+            extra: extra.into(),
+            fields: scans.into(),
+            anywhere,
+            events: AtomicU32::new(0),
+        }
     }
 
-    /// Marks in `possible` the bucket positions of the variants one of whose literals
-    /// occurs where it must.
+    /// Whether the variant at bucket position `at` may match: its first clause's slot is
+    /// marked in `possible` (the caller knows), and so are its other clauses'.
+    fn others_met(&self, at: usize, possible: &[u64]) -> bool {
+        let Some(&(start, end)) = self.extra.get(at) else { return true };
+        (start..end).all(|s| possible.get(s as usize / 64).is_some_and(|w| w & (1 << (s % 64)) != 0))
+    }
+
+    /// Marks in `possible` the slots of the clauses one of whose literals occurs where it
+    /// must (or whose field is present).
     fn scan(&self, event: &Event, possible: &mut [u64]) {
         if self.events.load(Ordering::Relaxed) < BUSY_BUCKET
             && self.events.fetch_add(1, Ordering::Relaxed) + 1 == BUSY_BUCKET
@@ -583,8 +624,8 @@ fn mark(targets: &[u32], possible: &mut [u64]) {
 pub struct RuleSet {
     rules: Vec<LoadedRule>,
     variants: Vec<CompiledVariant>,
-    /// Per variant: the literals one of which it needs (see [`CompiledDetection::needles`]).
-    needles: Vec<Needles>,
+    /// Per variant: the facts it needs (see [`CompiledDetection::needle_clauses`]).
+    needles: Vec<Clauses>,
     by_channel: HashMap<Box<str>, ChannelBuckets>,
     /// Per product (in [`PRODUCTS`] order): for events not taken by a channel.
     by_product: [Bucket; 4],
@@ -680,12 +721,15 @@ impl RuleSet {
             possible.clear();
             possible.extend_from_slice(&plan.always);
             plan.scan(event, possible);
-            for (k, &word) in possible.iter().enumerate() {
+            let words = (plan.variants as usize).div_ceil(64);
+            for (k, &word) in possible[..words.min(possible.len())].iter().enumerate() {
                 let mut w = word;
                 while w != 0 {
                     let at = k * 64 + w.trailing_zeros() as usize;
                     w &= w - 1;
-                    if let Some(&v) = bucket.variants.get(at) {
+                    if let Some(&v) = bucket.variants.get(at)
+                        && plan.others_met(at, possible)
+                    {
                         self.evaluate(v, event, start, out);
                     }
                 }
@@ -840,6 +884,53 @@ mod tests {
                 assert_eq!(all, expected, "round {round}, {fields:?}");
             }
         }
+    }
+
+    /// A variant with two clauses is evaluated only when both are met, and every match is
+    /// still found: with more variants than one word of the bit set holds, so that the extra
+    /// clauses' slots lie beyond the first words, and with and without the gate.
+    #[test]
+    fn variants_with_two_clauses_match_as_without_the_prefilter() {
+        let mut b = RuleSetBuilder::new();
+        for i in 0..70 {
+            let rule = match i % 7 {
+                // One clause only.
+                3 => format!(
+                    "title: R{i}\nlogsource: {{product: windows}}\ndetection:\n  a:\n    Image|endswith: '\\tool{i:02}.exe'\n  condition: a\n"
+                ),
+                // No clause: always evaluated.
+                5 => format!(
+                    "title: R{i}\nlogsource: {{product: windows}}\ndetection:\n  a:\n    Image|endswith: '\\tool{i:02}.exe'\n  b:\n    CommandLine|contains: 'x'\n  condition: a or not b\n"
+                ),
+                _ => format!(
+                    "title: R{i}\nlogsource: {{product: windows}}\ndetection:\n  a:\n    Image|endswith: '\\tool{i:02}.exe'\n  b:\n    CommandLine|contains: ' -flag{i:02} '\n  condition: a and b\n"
+                ),
+            };
+            b.add_yaml(&format!("r{i}.yml"), &rule);
+        }
+        let rs = b.build();
+        assert_eq!(rs.report().loaded, 70, "{:?}", rs.report().failed);
+        let mut found = 0;
+        for round in 0..2 * BUSY_BUCKET as usize / 70 + 2 {
+            for i in 0..70 {
+                let image = format!("C:\\x\\tool{i:02}.exe");
+                let other = format!("C:\\x\\tool{:02}.exe", (i + 1) % 70);
+                let flag = format!("run -flag{i:02} now");
+                for (img, cli) in
+                    [(&image, &flag), (&image, &String::new()), (&other, &flag), (&image, &"x".to_owned())]
+                {
+                    let event = windows_event("Application", 1, &[("Image", img), ("CommandLine", cli)]);
+                    let (mut got, mut all) = (Vec::new(), Vec::new());
+                    rs.matches(&event, &mut got);
+                    rs.matches_unfiltered(&event, &mut all);
+                    got.sort();
+                    all.sort();
+                    assert_eq!(got, all, "round {round}, rule {i}: {img} {cli}");
+                    found += got.len();
+                }
+            }
+        }
+        assert!(found > 100, "{found}");
     }
 
     #[test]
