@@ -5,8 +5,9 @@
 //! expression only for values with inner wildcards. Case-insensitive matching (the default)
 //! compares lowercased needles with the event's precomputed lowercase text.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use ipnet::IpNet;
 use memchr::memmem;
@@ -62,7 +63,8 @@ pub enum Matcher {
         literal: Option<String>,
     },
     /// The `re` modifier: a regular expression matched anywhere in the value.
-    Regex(Box<LazyRegex>),
+    /// Shared by the variants of one rule (see [`Regexes`]).
+    Regex(Arc<LazyRegex>),
     Cidr(Vec<IpNet>),
     Cmp(CmpOp, f64),
     /// `null`: the field is absent or null.
@@ -110,6 +112,17 @@ impl CompiledDetection {
     /// Compiles a `detection` map. `map_field` renames fields for a log source (e.g. Sysmon's
     /// `Image` to Security 4688's `NewProcessName`).
     pub fn compile(detection: &Json, map_field: &dyn Fn(&str) -> String) -> Result<CompiledDetection, Error> {
+        Self::compile_sharing(detection, map_field, &mut Regexes::default())
+    }
+
+    /// [`CompiledDetection::compile`], with the regular expressions of `regexes` reused and
+    /// those compiled added to it: the variants of one rule (one per log source it maps to)
+    /// share them.
+    pub fn compile_sharing(
+        detection: &Json,
+        map_field: &dyn Fn(&str) -> String,
+        regexes: &mut Regexes,
+    ) -> Result<CompiledDetection, Error> {
         let Json::Object(map) = detection else {
             return Err(Error::Missing("detection (not a map)"));
         };
@@ -134,8 +147,8 @@ impl CompiledDetection {
                     "`timeframe` in a detection (Sigma v1 aggregation); use a correlation rule".into(),
                 ));
             }
-            let search =
-                compile_search(body, map_field).map_err(|message| Error::Search { search: name.clone(), message })?;
+            let search = compile_search(body, map_field, regexes)
+                .map_err(|message| Error::Search { search: name.clone(), message })?;
             names.push(name.clone());
             searches.push(search);
         }
@@ -519,6 +532,13 @@ const REGEX_SIZE_LIMIT: usize = 1 << 23;
 /// within [`REGEX_SIZE_LIMIT`].
 const DEFERRED_REGEX_BOUND: usize = 1 << 17;
 
+/// Regular expressions compiled for a rule, by pattern and flags (`i`, `m`, `s`), so that its
+/// variants share them: an expression checked by compiling it at load (one of 220,000
+/// states, say) is compiled once, and one compiled on first use is compiled once however many
+/// of the rule's log sources meet events.
+#[derive(Default)]
+pub struct Regexes(HashMap<(String, [bool; 3]), Arc<LazyRegex>>);
+
 /// A rule's regular expression, checked when the rule loads and compiled when it is first
 /// needed. Compiling is most of a regular expression's cost, in time and in memory (some
 /// tens of kilobytes each), and most rules never meet an event their literals let through.
@@ -727,25 +747,25 @@ fn clip(s: &str, max: usize) -> String {
     }
 }
 
-fn compile_search(body: &Json, map_field: &dyn Fn(&str) -> String) -> Result<Search, String> {
+fn compile_search(body: &Json, map_field: &dyn Fn(&str) -> String, regexes: &mut Regexes) -> Result<Search, String> {
     match body {
-        Json::Object(map) => Ok(Search::All(compile_map(map, map_field)?)),
+        Json::Object(map) => Ok(Search::All(compile_map(map, map_field, regexes)?)),
         Json::Array(items) if !items.is_empty() && items.iter().all(Json::is_object) => {
             let mut maps = Vec::new();
             for i in items {
                 if let Json::Object(m) = i {
-                    maps.push(compile_map(m, map_field)?);
+                    maps.push(compile_map(m, map_field, regexes)?);
                 }
             }
             Ok(Search::Any(maps))
         }
         Json::Array(items) => {
             // A list of plain values: keywords, any of them anywhere in the event.
-            let item = compile_item(None, &[], items)?;
+            let item = compile_item(None, &[], items, regexes)?;
             Ok(Search::All(vec![item]))
         }
         Json::String(_) | Json::Number(_) => {
-            let item = compile_item(None, &[], std::slice::from_ref(body))?;
+            let item = compile_item(None, &[], std::slice::from_ref(body), regexes)?;
             Ok(Search::All(vec![item]))
         }
         Json::Null => Err("empty search".into()),
@@ -756,6 +776,7 @@ fn compile_search(body: &Json, map_field: &dyn Fn(&str) -> String) -> Result<Sea
 fn compile_map(
     map: &serde_json::Map<String, Json>,
     map_field: &dyn Fn(&str) -> String,
+    regexes: &mut Regexes,
 ) -> Result<Vec<FieldItem>, String> {
     let mut out = Vec::with_capacity(map.len());
     for (key, values) in map {
@@ -767,7 +788,7 @@ fn compile_map(
             other => vec![other.clone()],
         };
         let field = if field.is_empty() { None } else { Some(map_field(field)) };
-        out.push(compile_item(field.as_deref(), &modifiers, &values).map_err(|e| format!("`{key}`: {e}"))?);
+        out.push(compile_item(field.as_deref(), &modifiers, &values, regexes).map_err(|e| format!("`{key}`: {e}"))?);
     }
     Ok(out)
 }
@@ -836,7 +857,12 @@ fn parse_mods(modifiers: &[&str]) -> Result<Mods, String> {
     Ok(m)
 }
 
-fn compile_item(field: Option<&str>, modifiers: &[&str], values: &[Json]) -> Result<FieldItem, String> {
+fn compile_item(
+    field: Option<&str>,
+    modifiers: &[&str],
+    values: &[Json],
+    regexes: &mut Regexes,
+) -> Result<FieldItem, String> {
     let mut mods = parse_mods(modifiers)?;
     // Keywords (values without a field) are searched for anywhere in the event's values.
     if field.is_none() && mods.kind.is_none() && !mods.re && mods.cmp.is_none() && !mods.cidr {
@@ -847,7 +873,7 @@ fn compile_item(field: Option<&str>, modifiers: &[&str], values: &[Json]) -> Res
     }
     let mut matchers = Vec::with_capacity(values.len());
     for v in values {
-        matchers.push(compile_value(&mods, field.is_some(), v)?);
+        matchers.push(compile_value(&mods, field.is_some(), v, regexes)?);
     }
     if !mods.all && matchers.len() > 1 && matchers.iter().all(|m| matches!(m, Matcher::Cidr(_))) {
         // One list of ranges: the value is parsed as an address once, not once per range.
@@ -862,7 +888,7 @@ fn compile_item(field: Option<&str>, modifiers: &[&str], values: &[Json]) -> Res
     })
 }
 
-fn compile_value(mods: &Mods, has_field: bool, v: &Json) -> Result<Matcher, String> {
+fn compile_value(mods: &Mods, has_field: bool, v: &Json, regexes: &mut Regexes) -> Result<Matcher, String> {
     if mods.exists {
         let want = match v {
             Json::Bool(b) => *b,
@@ -893,9 +919,16 @@ fn compile_value(mods: &Mods, has_field: bool, v: &Json) -> Result<Matcher, Stri
         return Ok(Matcher::Cidr(nets));
     }
     if mods.re {
-        let re = LazyRegex::new(&text, mods.re_i, mods.re_m, mods.re_s)
+        let key = (text, [mods.re_i, mods.re_m, mods.re_s]);
+        if let Some(re) = regexes.0.get(&key) {
+            return Ok(Matcher::Regex(re.clone()));
+        }
+        let text = &key.0;
+        let re = LazyRegex::new(text, mods.re_i, mods.re_m, mods.re_s)
             .map_err(|e| format!("regular expression `{text}`: {}", e.lines().last().unwrap_or("invalid")))?;
-        return Ok(Matcher::Regex(Box::new(re)));
+        let re = Arc::new(re);
+        regexes.0.insert(key, re.clone());
+        return Ok(Matcher::Regex(re));
     }
     if mods.fieldref {
         return Ok(Matcher::FieldRef {
@@ -1146,6 +1179,36 @@ mod tests {
         assert_eq!(d.needle_clauses(), vec![vec![lit("X", "aaaa")]]);
         let d = det("a:\n  X|contains: 'aaaa'\nb:\n  Y|contains: 'bbbb'\ncondition: a or not b\n");
         assert_eq!(d.needle_clauses(), Vec::<Vec<Needle>>::new());
+    }
+
+    /// The variants of one rule share its regular expressions: compiled (at load or on first
+    /// use) once for all of them; an expression with other flags is another.
+    #[test]
+    fn variants_share_their_regular_expressions() {
+        let v: Json = serde_saphyr::from_str(
+            "sel:\n  Image|re: '[a-z]+[.]exe$'\n  CommandLine|re|i: '[a-z]+[.]exe$'\ncondition: sel\n",
+        )
+        .unwrap();
+        let mut regexes = Regexes::default();
+        let sysmon = CompiledDetection::compile_sharing(&v, &|f| f.to_owned(), &mut regexes).unwrap();
+        let security = CompiledDetection::compile_sharing(&v, &|f| format!("New{f}"), &mut regexes).unwrap();
+        let regexes_of = |d: &CompiledDetection| -> Vec<Arc<LazyRegex>> {
+            let Search::All(items) = &d.searches[0] else { panic!("one map") };
+            items
+                .iter()
+                .map(|i| match &i.matchers[0] {
+                    Matcher::Regex(re) => re.clone(),
+                    _ => panic!("a regex"),
+                })
+                .collect()
+        };
+        let (a, b) = (regexes_of(&sysmon), regexes_of(&security));
+        assert!(Arc::ptr_eq(&a[0], &b[0]) && Arc::ptr_eq(&a[1], &b[1]));
+        assert!(!Arc::ptr_eq(&a[0], &a[1]), "`i` makes another expression");
+        assert!(a[0].compiled.get().is_none());
+        assert!(sysmon.matches(&event(&[("Image", s("C:\\x\\a.exe")), ("CommandLine", s("A.EXE"))])));
+        assert!(b[0].compiled.get().is_some(), "compiled once for both");
+        assert!(!security.matches(&event(&[("NewImage", s("C:\\x\\A.EXE")), ("NewCommandLine", s("a.exe"))])));
     }
 
     #[test]

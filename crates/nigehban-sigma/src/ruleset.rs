@@ -13,7 +13,7 @@ use aho_corasick::{Anchored, MatchKind};
 use nigehban_event::{Event, FieldKey, Product, Value};
 
 use crate::Error;
-use crate::compile::{Clauses, CompiledDetection, Needle};
+use crate::compile::{Clauses, CompiledDetection, Needle, Regexes};
 use crate::correlation::CorrelationRule;
 use crate::logsource::{LogSourceTable, Variant};
 use crate::rule::{Rule, parse_rules};
@@ -92,8 +92,9 @@ fn prepare_rule(path: &Arc<str>, rule: Rule) -> PreparedItem {
     }
     let resolved = LogSourceTable::builtin().resolve(&rule.logsource);
     let mut variants = Vec::with_capacity(resolved.variants.len());
+    let mut regexes = Regexes::default();
     for variant in resolved.variants {
-        match CompiledDetection::compile(&rule.detection, &|f| variant.map_field(f)) {
+        match CompiledDetection::compile_sharing(&rule.detection, &|f| variant.map_field(f), &mut regexes) {
             Ok(detection) => variants.push((variant, detection)),
             Err(error) => {
                 return PreparedItem::Failed(RuleFailure {
