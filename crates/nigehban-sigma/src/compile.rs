@@ -230,9 +230,10 @@ impl CompiledDetection {
     /// Facts about the event that must hold for the detection to match (see [`Clauses`]).
     pub fn needle_clauses(&self) -> Clauses {
         let mut clauses = self.expr_clauses(&self.condition);
-        let weak = |c: &Vec<Needle>| clause_rank(c) < MIN_EXTRA_RANK;
-        let mut first = true;
-        clauses.retain(|c| std::mem::take(&mut first) || !weak(c));
+        if clauses.len() > 1 {
+            let others = clauses.split_off(1);
+            clauses.extend(others.into_iter().filter(|c| clause_rank(c) >= MIN_EXTRA_RANK));
+        }
         clauses
     }
 
@@ -312,7 +313,7 @@ fn strongest(clauses: impl Iterator<Item = Vec<Needle>>) -> Clauses {
     let Some(best) = all.iter().enumerate().max_by_key(|(_, c)| clause_rank(c)).map(|(i, _)| i) else {
         return Vec::new();
     };
-    let first = all.swap_remove(best);
+    let first = all.remove(best);
     if first.is_empty() {
         return vec![first];
     }

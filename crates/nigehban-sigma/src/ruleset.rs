@@ -347,17 +347,15 @@ impl Plan {
                 always[at / 64] |= 1 << (at % 64);
                 continue;
             }
+            // Clause 0 has the variant's own slot; clauses 1.. the next free ones.
+            let first_extra = next_slot;
             if clauses.len() > 1 {
+                next_slot += clauses.len() as u32 - 1;
                 extra.resize(at, (0, 0));
-                extra.push((next_slot, next_slot + clauses.len() as u32 - 1));
+                extra.push((first_extra, next_slot));
             }
             for (k, clause) in clauses.iter().enumerate() {
-                let slot = if k == 0 {
-                    at as u32
-                } else {
-                    next_slot += 1;
-                    next_slot - 1
-                };
+                let slot = if k == 0 { at as u32 } else { first_extra + k as u32 - 1 };
                 for n in clause {
                     let targets = match n {
                         Needle::Literal { text, field: Some(f) } => {
