@@ -1,5 +1,5 @@
 //! Sigma rule YAML: parse, compile and evaluate against a fixed event; any input must give
-//! rules or load-report entries, never a panic. Where the YAML fast path reads the text, it
+//! rules or load-report entries, never a panic. Where a YAML fast path reads the text, it
 //! must read it as serde-saphyr does.
 #![no_main]
 
@@ -9,9 +9,11 @@ use nigehban_sigma::RuleSetBuilder;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else { return };
-    if let Some(docs) = nigehban_sigma::yaml::documents(text) {
-        let docs: Vec<_> = docs.into_iter().filter(|d| !d.is_null()).collect();
-        assert_eq!(Ok(docs), nigehban_sigma::yaml::parse_general(text), "the YAML fast path differs");
+    for read in [nigehban_sigma::yaml::block_documents, nigehban_sigma::yaml::event_documents] {
+        if let Some(docs) = read(text) {
+            let docs: Vec<_> = docs.into_iter().filter(|d| !d.is_null()).collect();
+            assert_eq!(Ok(docs), nigehban_sigma::yaml::parse_general(text), "a YAML fast path differs");
+        }
     }
     let mut builder = RuleSetBuilder::new();
     builder.add_yaml("fuzz.yml", text);
