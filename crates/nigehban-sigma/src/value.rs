@@ -24,20 +24,32 @@ impl SigmaString {
     /// character; a backslash before anything else is a plain backslash.
     pub fn parse(s: &str) -> SigmaString {
         let mut out = SigmaString::default();
-        let mut chars = s.chars().peekable();
-        while let Some(c) = chars.next() {
-            match c {
-                '\\' => match chars.peek() {
-                    Some(&n @ ('*' | '?' | '\\')) => {
-                        chars.next();
-                        out.push_char(n);
+        // The literal text since the last wildcard, copied a run at a time.
+        let mut lit = String::new();
+        let mut rest = s;
+        while let Some(at) = memchr::memchr3(b'\\', b'*', b'?', rest.as_bytes()) {
+            lit.push_str(&rest[..at]);
+            let special = rest.as_bytes()[at];
+            rest = &rest[at + 1..];
+            match special {
+                b'\\' => match rest.as_bytes().first() {
+                    Some(&n @ (b'*' | b'?' | b'\\')) => {
+                        lit.push(char::from(n));
+                        rest = &rest[1..];
                     }
-                    _ => out.push_char('\\'),
+                    _ => lit.push('\\'),
                 },
-                '*' => out.parts.push(Part::Star),
-                '?' => out.parts.push(Part::One),
-                c => out.push_char(c),
+                wildcard => {
+                    if !lit.is_empty() {
+                        out.parts.push(Part::Lit(std::mem::take(&mut lit)));
+                    }
+                    out.parts.push(if wildcard == b'*' { Part::Star } else { Part::One });
+                }
             }
+        }
+        lit.push_str(rest);
+        if !lit.is_empty() {
+            out.parts.push(Part::Lit(lit));
         }
         out
     }
@@ -260,6 +272,37 @@ mod tests {
         assert_eq!(SigmaString::parse(r"C:\Windows\*").as_plain().as_deref(), Some(r"C:\Windows*"));
         assert_eq!(SigmaString::parse(r"\\\\").as_plain().as_deref(), Some(r"\\"));
         assert_eq!(SigmaString::parse(r"a\b").as_plain().as_deref(), Some(r"a\b"));
+        assert_eq!(SigmaString::parse("").parts, vec![]);
+        assert_eq!(SigmaString::parse("**").parts, vec![Part::Star, Part::Star]);
+        assert_eq!(SigmaString::parse("é\\").parts, vec![Part::Lit("é\\".into())]);
+    }
+
+    /// The reading rule applied one character at a time, as the specification states it.
+    fn parse_by_chars(s: &str) -> SigmaString {
+        let mut out = SigmaString::default();
+        let mut chars = s.chars().peekable();
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' => match chars.peek() {
+                    Some(&n @ ('*' | '?' | '\\')) => {
+                        chars.next();
+                        out.push_char(n);
+                    }
+                    _ => out.push_char('\\'),
+                },
+                '*' => out.parts.push(Part::Star),
+                '?' => out.parts.push(Part::One),
+                c => out.push_char(c),
+            }
+        }
+        out
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn parse_reads_as_the_rule_states(s in "[a\\\\*?é ]{0,24}") {
+            proptest::prop_assert_eq!(SigmaString::parse(&s).parts, parse_by_chars(&s).parts);
+        }
     }
 
     #[test]
