@@ -565,4 +565,117 @@ mod tests {
             assert_eq!(documents(text), None, "{text:?}");
         }
     }
+
+    /// Rule-like documents: maps and lists nested at varied indentation, written in the
+    /// forms rule files use, with comments, blank lines and continued plain scalars.
+    #[derive(Clone, Debug)]
+    enum Tree {
+        Scalar(&'static str),
+        Map(Vec<(&'static str, Tree)>),
+        List(Vec<Tree>),
+    }
+
+    fn tree() -> impl proptest::strategy::Strategy<Value = Tree> {
+        use proptest::prelude::*;
+        let scalar = prop::sample::select(vec![
+            "v",
+            "'q''s'",
+            "\"d\\\\q\\x41\"",
+            "x # c",
+            "-1",
+            "~",
+            "a:b",
+            "c:\\w",
+            "[a, 'b']",
+            "[]",
+            "|\n  lit\n\n  eral",
+            "|-\n    two\n     more",
+            "one\n  two",
+            "'it'  ",
+            "\"\"",
+            "http://h/p",
+            "a#b",
+            "7",
+            "true",
+            "-enc",
+            "|\n\n  x",
+            "|\n  x\n   ",
+            "one\n\n  two",
+            "[a,]",
+            "{a: 1}",
+            "&x a",
+            "!t a",
+            "yes",
+        ]);
+        let key = prop::sample::select(vec!["k", "EventID", "Image|endswith", "'quoted key'", "a b", "k2", "k3", "k"]);
+        scalar.prop_map(Tree::Scalar).prop_recursive(4, 24, 4, move |inner| {
+            prop_oneof![
+                prop::collection::vec((key.clone(), inner.clone()), 1..4).prop_map(Tree::Map),
+                prop::collection::vec(inner, 1..4).prop_map(Tree::List),
+            ]
+        })
+    }
+
+    /// Writes `tree` as the value after `key:` or `- ` (`inline`) or as a node at `indent`.
+    fn render(tree: &Tree, indent: usize, step: usize, comments: bool, out: &mut String) {
+        let pad = " ".repeat(indent);
+        match tree {
+            Tree::Scalar(s) => {
+                // A block scalar's or continued scalar's later lines are indented past the node.
+                let text = s.replace('\n', &format!("\n{pad}"));
+                out.push(' ');
+                out.push_str(&text);
+                out.push('\n');
+            }
+            Tree::Map(entries) => {
+                for (i, (k, v)) in entries.iter().enumerate() {
+                    if i > 0 || !out.ends_with("- ") {
+                        out.push_str(&pad);
+                    }
+                    out.push_str(k);
+                    out.push(':');
+                    match v {
+                        Tree::Scalar(_) => render(v, indent + step, step, comments, out),
+                        _ => {
+                            out.push('\n');
+                            if comments {
+                                out.push_str(&format!("{pad}# between\n\n"));
+                            }
+                            render(v, indent + step, step, comments, out);
+                        }
+                    }
+                }
+            }
+            Tree::List(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 || !out.ends_with("- ") {
+                        out.push_str(&pad);
+                    }
+                    out.push_str("- ");
+                    match item {
+                        Tree::Scalar(_) => {
+                            out.pop();
+                            render(item, indent + 2, step, comments, out);
+                        }
+                        _ => render(item, indent + 2, step, comments, out),
+                    }
+                }
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(3000))]
+        #[test]
+        fn rule_like_documents_read_as_serde_saphyr_reads_them(
+            tree in tree(), step in 1usize..5, comments in proptest::bool::ANY,
+        ) {
+            let mut text = String::new();
+            render(&tree, 0, step, comments, &mut text);
+            if let Some(docs) = documents(&text) {
+                let docs: Vec<Value> = docs.into_iter().filter(|v| !v.is_null()).collect();
+                proptest::prop_assert_eq!(Ok(docs), super::super::parse_general(&text), "{:?}", text);
+            }
+        }
+    }
 }
