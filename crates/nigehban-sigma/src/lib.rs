@@ -17,6 +17,7 @@ pub mod compile;
 pub mod condition;
 pub mod correlation;
 pub mod glob;
+mod grams;
 pub mod logsource;
 pub mod rule;
 pub mod ruleset;

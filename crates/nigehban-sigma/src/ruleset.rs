@@ -15,6 +15,7 @@ use nigehban_event::{Event, FieldKey, Product, Value};
 use crate::Error;
 use crate::compile::{Clauses, CompiledDetection, Needle, Regexes};
 use crate::correlation::CorrelationRule;
+use crate::grams::GramSet;
 use crate::logsource::{LogSourceTable, Variant};
 use crate::rule::{Rule, parse_rules};
 
@@ -507,18 +508,25 @@ fn with_scratch<T, R>(
 /// one-file hunt never built, so that memory grew with the input (BENCHMARKS.md).
 const BUSY_BUCKET: u32 = 256;
 
-/// An automaton over some literals: a contiguous NFA, gated once a busy bucket uses it.
+/// A search for some literals: for up to [`GRAMS_FROM`] literals a contiguous NFA, gated once
+/// a busy bucket uses it; for more, their rarest four-byte pieces ([`GramSet`]).
 struct Automaton {
     patterns: Literals,
-    /// `None` only if no automaton could be built (too many states): every literal is then
-    /// taken as found.
+    /// `None` if the literals are many (`grams` searches for them) or if no automaton could be
+    /// built (too many states): every literal is then taken as found.
     nfa: Option<aho_corasick::nfa::contiguous::NFA>,
+    grams: Option<GramSet>,
     /// A vectorized search for the first occurrence of any literal (Teddy, for up to 64
     /// literals where the processor has the instructions): most texts hold none, and then
     /// the automaton's byte-by-byte walk is skipped. Only where a literal occurs does the
     /// walk find all of them. Built when a busy bucket uses the automaton.
     gate: OnceLock<Option<aho_corasick::packed::Searcher>>,
 }
+
+/// From this many literals on, a search's literals are found by their rarest four-byte pieces
+/// rather than by an automaton: no vectorized gate takes more than 64 literals, and without
+/// one the walk of an automaton this large costs some 5 ns a byte, the pieces' scan about 2.
+const GRAMS_FROM: usize = 65;
 
 /// An automaton over some literals, and for each literal the bucket positions of the
 /// variants that need it. Buckets that look for the same literals share one automaton.
@@ -562,7 +570,13 @@ impl Scanner {
         {
             return;
         }
-        if let Some(nfa) = &a.nfa {
+        if let Some(grams) = &a.grams {
+            grams.find(text, &mut |i| {
+                if let Some(t) = self.targets.get(i) {
+                    mark(t, possible);
+                }
+            });
+        } else if let Some(nfa) = &a.nfa {
             run(nfa, &self.targets, text, possible);
         } else {
             for t in self.targets.iter() {
@@ -574,12 +588,16 @@ impl Scanner {
 
 impl Automaton {
     fn build(patterns: Literals) -> Automaton {
+        if patterns.len() >= GRAMS_FROM {
+            let grams = GramSet::new(patterns.iter().map(|p| p.as_bytes()));
+            return Automaton { patterns, nfa: None, grams: Some(grams), gate: OnceLock::new() };
+        }
         let nfa = aho_corasick::nfa::contiguous::Builder::new()
             .match_kind(MatchKind::Standard)
             .prefilter(false)
             .build(patterns.iter().map(|p| p.as_bytes()))
             .ok();
-        Automaton { patterns, nfa, gate: OnceLock::new() }
+        Automaton { patterns, nfa, grams: None, gate: OnceLock::new() }
     }
 
     /// Builds the gate.

@@ -1,0 +1,313 @@
+//! Which of many literals occur in a text, found by a rare four-byte piece of each.
+//!
+//! The prefilter's automata walk a text byte by byte, a few nanoseconds a byte once the
+//! literals are many (a script block field's automaton holds some 960 literals, a command
+//! line's thousands) and no vectorized search can rule the text out first. Here each literal
+//! of four bytes or more is represented by one of its four-byte pieces (its anchor): the one
+//! fewest other literals share, then the one of rarest bytes by a rough ranking of bytes in
+//! scripts and command lines. A scan reads the text four bytes at a time and tests a small
+//! Bloom filter of the anchors: a byte costs a load, a multiplication and a bit test, and only
+//! where the filter lets the four bytes through are the literals with that anchor compared
+//! with the text around them. Literals of one to three bytes are looked up by their first one
+//! or two bytes in bit sets of their own.
+//!
+//! Every occurrence of a literal holds its anchor at a fixed distance from the literal's
+//! start, so every literal that occurs is reported, and only those.
+
+use std::collections::HashMap;
+
+/// A literal of four bytes or more, by its anchor.
+#[derive(Clone, Copy, Debug)]
+struct Anchor {
+    gram: u32,
+    literal: u32,
+    /// Where the anchor starts in the literal.
+    offset: u32,
+}
+
+/// A literal of one to three bytes, by its first two bytes (a one-byte literal by its byte).
+#[derive(Clone, Copy, Debug)]
+struct Short {
+    key: u16,
+    literal: u32,
+}
+
+/// The literals of a large set, indexed for [`GramSet::find`].
+pub(crate) struct GramSet {
+    literals: Box<[Box<[u8]>]>,
+    /// Empty literals, which occur in every text.
+    empty: Box<[u32]>,
+    /// Sorted by gram (a literal's anchor, as a little-endian `u32`).
+    anchors: Box<[Anchor]>,
+    /// For every anchor's gram, two bits of one word, as [`probe`] picks them (a blocked
+    /// Bloom filter): one load rules out most places in a text. `1 << word_bits` words.
+    bloom: Box<[u64]>,
+    word_bits: u32,
+    /// Literals of two or three bytes, sorted by their first two bytes, and those two bytes
+    /// (as a little-endian `u16`) as a bit set.
+    shorts: Box<[Short]>,
+    short_keys: Box<[u64; 1024]>,
+    /// Literals of one byte, sorted by it, and their bytes as a bit set.
+    singles: Box<[Short]>,
+    single_keys: [u64; 4],
+}
+
+const ANCHOR: usize = 4;
+
+/// Fibonacci hashing's multiplier.
+const HASH: u64 = 0x9E37_79B9_7F4A_7C15;
+
+impl GramSet {
+    /// Indexes `literals` (searched as given: the caller lowercases both sides).
+    pub(crate) fn new<'a>(literals: impl IntoIterator<Item = &'a [u8]>) -> GramSet {
+        let literals: Box<[Box<[u8]>]> = literals.into_iter().map(Box::from).collect();
+        let mut anchors = Vec::new();
+        let mut shorts = Vec::new();
+        let mut singles = Vec::new();
+        let mut empty = Vec::new();
+        // How many literals hold each piece: a piece many literals share (`get-`, `.exe`,
+        // `powe`) is common in the texts searched too, so each literal is anchored by the piece
+        // fewest others hold, and among those by the rarest bytes.
+        let mut shared: HashMap<u32, u32> = HashMap::new();
+        for l in literals.iter().filter(|l| l.len() >= ANCHOR) {
+            let mut grams: Vec<u32> = l.windows(ANCHOR).map(gram).collect();
+            grams.sort_unstable();
+            grams.dedup();
+            for g in grams {
+                *shared.entry(g).or_default() += 1;
+            }
+        }
+        for (i, l) in literals.iter().enumerate() {
+            let literal = i as u32;
+            match l.len() {
+                0 => empty.push(literal),
+                1 => singles.push(Short { key: u16::from(l[0]), literal }),
+                2 | 3 => shorts.push(Short { key: u16::from_le_bytes([l[0], l[1]]), literal }),
+                _ => {
+                    let offset = (0..=l.len() - ANCHOR)
+                        .min_by_key(|&o| {
+                            let piece = &l[o..o + ANCHOR];
+                            let holders = shared.get(&gram(piece)).copied().unwrap_or(0);
+                            (holders, piece.iter().map(|&b| commonness(b)).sum::<u32>())
+                        })
+                        .unwrap_or(0);
+                    anchors.push(Anchor { gram: gram(&l[offset..offset + ANCHOR]), literal, offset: offset as u32 });
+                }
+            }
+        }
+        anchors.sort_unstable_by_key(|a| (a.gram, a.literal));
+        shorts.sort_unstable_by_key(|s| (s.key, s.literal));
+        singles.sort_unstable_by_key(|s| (s.key, s.literal));
+        // Some 32 bits per anchor, two set per anchor in one word: a text's four bytes are
+        // taken for an anchor's by mistake about once in 300 places. Between 4 Kbit and 512 Kbit.
+        let words = (anchors.len() * 32 / 64).next_power_of_two().clamp(1 << 6, 1 << 13);
+        let word_bits = words.trailing_zeros();
+        let mut bloom = vec![0u64; words];
+        for a in &anchors {
+            let (word, mask) = probe(a.gram, word_bits);
+            if let Some(w) = bloom.get_mut(word) {
+                *w |= mask;
+            }
+        }
+        let mut short_keys = Box::new([0u64; 1024]);
+        for s in &shorts {
+            set(&mut short_keys[..], usize::from(s.key));
+        }
+        let mut single_keys = [0u64; 4];
+        for s in &singles {
+            set(&mut single_keys, usize::from(s.key));
+        }
+        GramSet {
+            literals,
+            empty: empty.into(),
+            anchors: anchors.into(),
+            bloom: bloom.into(),
+            word_bits,
+            shorts: shorts.into(),
+            short_keys,
+            singles: singles.into(),
+            single_keys,
+        }
+    }
+
+    /// Calls `found` with the index of every literal that occurs in `text` (as often as it is
+    /// found: once per occurrence, in no particular order).
+    pub(crate) fn find(&self, text: &[u8], found: &mut impl FnMut(usize)) {
+        for &i in self.empty.iter() {
+            found(i as usize);
+        }
+        let (singles, shorts) = (!self.singles.is_empty(), !self.shorts.is_empty());
+        let (bloom, word_bits) = (&self.bloom[..], self.word_bits);
+        let ends = text.len().saturating_sub(ANCHOR - 1);
+        for at in 0..ends {
+            let Some(&[a, b, c, d]) = text.get(at..at + ANCHOR) else { break };
+            let g = u32::from_le_bytes([a, b, c, d]);
+            if singles && is_set(&self.single_keys, usize::from(a)) {
+                self.find_single(a, found);
+            }
+            if shorts && is_set(&self.short_keys[..], (g & 0xFFFF) as usize) {
+                self.find_short(text, at, (g & 0xFFFF) as u16, found);
+            }
+            let (word, mask) = probe(g, word_bits);
+            if bloom.get(word).is_some_and(|w| w & mask == mask) {
+                self.find_long(text, at, g, found);
+            }
+        }
+        let last = ends;
+        // The last positions, where no anchor fits.
+        for at in last..text.len() {
+            let Some(&a) = text.get(at) else { break };
+            if singles && is_set(&self.single_keys, usize::from(a)) {
+                self.find_single(a, found);
+            }
+            if let Some(&b) = text.get(at + 1) {
+                let key = u16::from_le_bytes([a, b]);
+                if shorts && is_set(&self.short_keys[..], usize::from(key)) {
+                    self.find_short(text, at, key, found);
+                }
+            }
+        }
+    }
+
+    /// The literals with this anchor that occur with it at `at`.
+    #[inline(never)]
+    fn find_long(&self, text: &[u8], at: usize, g: u32, found: &mut impl FnMut(usize)) {
+        let from = self.anchors.partition_point(|a| a.gram < g);
+        for a in self.anchors[from..].iter().take_while(|a| a.gram == g) {
+            let Some(start) = at.checked_sub(a.offset as usize) else { continue };
+            let Some(literal) = self.literals.get(a.literal as usize) else { continue };
+            if text.get(start..start + literal.len()) == Some(&literal[..]) {
+                found(a.literal as usize);
+            }
+        }
+    }
+
+    /// The literals of one byte that are `byte`.
+    #[inline(never)]
+    fn find_single(&self, byte: u8, found: &mut impl FnMut(usize)) {
+        let key = u16::from(byte);
+        let from = self.singles.partition_point(|s| s.key < key);
+        for s in self.singles[from..].iter().take_while(|s| s.key == key) {
+            found(s.literal as usize);
+        }
+    }
+
+    /// The literals of two or three bytes that start at `at` with the two bytes `key`.
+    #[inline(never)]
+    fn find_short(&self, text: &[u8], at: usize, key: u16, found: &mut impl FnMut(usize)) {
+        let from = self.shorts.partition_point(|s| s.key < key);
+        for s in self.shorts[from..].iter().take_while(|s| s.key == key) {
+            let Some(literal) = self.literals.get(s.literal as usize) else { continue };
+            if text.get(at..at + literal.len()) == Some(&literal[..]) {
+                found(s.literal as usize);
+            }
+        }
+    }
+}
+
+fn gram(bytes: &[u8]) -> u32 {
+    let mut w = [0u8; ANCHOR];
+    w.copy_from_slice(&bytes[..ANCHOR]);
+    u32::from_le_bytes(w)
+}
+
+/// The word of the Bloom filter (of `1 << word_bits` words) for a gram, and its two bits in it.
+#[inline(always)]
+fn probe(gram: u32, word_bits: u32) -> (usize, u64) {
+    let x = u64::from(gram).wrapping_mul(HASH);
+    let word = (x >> (64 - word_bits)) as usize;
+    // Bits from the middle of the product: its low bits depend on the gram's low bits only.
+    (word, (1 << ((x >> 20) & 63)) | (1 << ((x >> 26) & 63)))
+}
+
+fn set(bits: &mut [u64], i: usize) {
+    if let Some(w) = bits.get_mut(i / 64) {
+        *w |= 1 << (i % 64);
+    }
+}
+
+#[inline(always)]
+fn is_set(bits: &[u64], i: usize) -> bool {
+    bits.get(i / 64).is_some_and(|w| w & (1 << (i % 64)) != 0)
+}
+
+/// How common a byte is in lowercased scripts, command lines, paths and messages: a rough
+/// ranking, higher for commoner bytes, by which each literal's rarest four bytes are chosen.
+fn commonness(b: u8) -> u32 {
+    match b {
+        b' ' | b'e' => 100,
+        b't' | b'a' | b'o' | b'i' | b'n' | b's' | b'r' => 90,
+        b'h' | b'l' | b'd' | b'c' | b'u' | b'm' | b'\\' => 75,
+        b'p' | b'f' | b'g' | b'w' | b'y' | b'b' | b'v' | b'k' | b'.' | b'-' | b'/' | b'"' | b'$' => 60,
+        b'\'' | b'(' | b')' | b'=' | b',' | b':' | b';' | b'_' | b'\n' | b'\r' | b'\t' | b'0'..=b'9' => 45,
+        b'x' | b'j' | b'q' | b'z' => 35,
+        0x80.. => 10,
+        _ => 25,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Every literal of `literals` found in `text`, as a naive search finds them.
+    fn naive(literals: &[Vec<u8>], text: &[u8]) -> Vec<usize> {
+        (0..literals.len())
+            .filter(|&i| literals[i].is_empty() || text.windows(literals[i].len()).any(|w| w == &literals[i][..]))
+            .collect()
+    }
+
+    fn found(set: &GramSet, text: &[u8]) -> Vec<usize> {
+        let mut out = Vec::new();
+        set.find(text, &mut |i| out.push(i));
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
+    #[test]
+    fn finds_literals_of_every_length_wherever_they_are() {
+        let literals: Vec<Vec<u8>> = ["a", "-e", "cmd", "iex ", "invoke-mimikatz", "mimi", "kat", "z", "", "\\\\"]
+            .iter()
+            .map(|l| l.as_bytes().to_vec())
+            .collect();
+        let set = GramSet::new(literals.iter().map(|l| &l[..]));
+        for text in [
+            "",
+            "a",
+            "z",
+            "za",
+            "-e",
+            "x-e",
+            "cmd",
+            "xxcmd",
+            "iex",
+            "iex ",
+            "powershell -e invoke-mimikatz",
+            "invoke-mimikat",
+            "nvoke-mimikatz",
+            "\\\\host\\share",
+            "no match here",
+        ] {
+            assert_eq!(found(&set, text.as_bytes()), naive(&literals, text.as_bytes()), "{text:?}");
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+        /// Literals and texts over a small alphabet, so that literals overlap, share anchors
+        /// and occur often: the set finds exactly what a naive search finds.
+        #[test]
+        fn finds_what_a_naive_search_finds(
+            literals in prop::collection::vec(prop::collection::vec(prop::sample::select(b"abc -\\\xc3\xa9".to_vec()), 0..9), 1..40),
+            texts in prop::collection::vec(prop::collection::vec(prop::sample::select(b"abc -\\\xc3\xa9x".to_vec()), 0..60), 1..8),
+        ) {
+            let set = GramSet::new(literals.iter().map(|l| &l[..]));
+            for text in &texts {
+                prop_assert_eq!(found(&set, text), naive(&literals, text));
+            }
+        }
+    }
+}
