@@ -39,6 +39,9 @@ pub(crate) struct GramSet {
     empty: Box<[u32]>,
     /// Sorted by gram (a literal's anchor, as a little-endian `u32`).
     anchors: Box<[Anchor]>,
+    /// Each gram of `anchors` and where its run there starts, in a hash table (open
+    /// addressing, at least half free; free slots start at [`FREE`]).
+    runs: Box<[(u32, u32)]>,
     /// For every anchor's gram, two bits of one word, as [`probe`] picks them (a blocked
     /// Bloom filter): one load rules out most places in a text. `1 << word_bits` words.
     bloom: Box<[u64]>,
@@ -98,6 +101,18 @@ impl GramSet {
         anchors.sort_unstable_by_key(|a| (a.gram, a.literal));
         shorts.sort_unstable_by_key(|s| (s.key, s.literal));
         singles.sort_unstable_by_key(|s| (s.key, s.literal));
+        let size = (anchors.len() * 2).next_power_of_two().max(8);
+        let mut runs = vec![(0, FREE); size];
+        for (i, a) in anchors.iter().enumerate() {
+            if i > 0 && anchors[i - 1].gram == a.gram {
+                continue;
+            }
+            let mut at = run_slot(a.gram, size);
+            while runs[at].1 != FREE {
+                at = (at + 1) & (size - 1);
+            }
+            runs[at] = (a.gram, i as u32);
+        }
         // Some 32 bits per anchor, two set per anchor in one word: a text's four bytes are
         // taken for an anchor's by mistake about once in 300 places. Between 4 Kbit and 512 Kbit.
         let words = (anchors.len() * 32 / 64).next_power_of_two().clamp(1 << 6, 1 << 13);
@@ -121,6 +136,7 @@ impl GramSet {
             literals,
             empty: empty.into(),
             anchors: anchors.into(),
+            runs: runs.into(),
             bloom: bloom.into(),
             word_bits,
             shorts: shorts.into(),
@@ -172,8 +188,21 @@ impl GramSet {
     /// The literals with this anchor that occur with it at `at`.
     #[inline(never)]
     fn find_long(&self, text: &[u8], at: usize, g: u32, found: &mut impl FnMut(usize)) {
-        let from = self.anchors.partition_point(|a| a.gram < g);
-        for a in self.anchors[from..].iter().take_while(|a| a.gram == g) {
+        let mask = self.runs.len() - 1;
+        let mut slot = run_slot(g, self.runs.len());
+        let from = loop {
+            match self.runs.get(slot) {
+                Some(&(gram, start)) if start != FREE => {
+                    if gram == g {
+                        break start as usize;
+                    }
+                    slot = (slot + 1) & mask;
+                }
+                _ => return,
+            }
+        };
+        let Some(run) = self.anchors.get(from..) else { return };
+        for a in run.iter().take_while(|a| a.gram == g) {
             let Some(start) = at.checked_sub(a.offset as usize) else { continue };
             let Some(literal) = self.literals.get(a.literal as usize) else { continue };
             if text.get(start..start + literal.len()) == Some(&literal[..]) {
@@ -209,6 +238,14 @@ fn gram(bytes: &[u8]) -> u32 {
     let mut w = [0u8; ANCHOR];
     w.copy_from_slice(&bytes[..ANCHOR]);
     u32::from_le_bytes(w)
+}
+
+/// A free slot of [`GramSet::runs`].
+const FREE: u32 = u32::MAX;
+
+/// Where a gram's probe in [`GramSet::runs`] (of `size` slots, a power of two) starts.
+fn run_slot(gram: u32, size: usize) -> usize {
+    (u64::from(gram).wrapping_mul(HASH) >> 32) as usize & (size - 1)
 }
 
 /// The word of the Bloom filter (of `1 << word_bits` words) for a gram, and its two bits in it.
