@@ -84,7 +84,7 @@ pub struct Event {
     fields: Vec<Field>,
     /// A hash table of field positions by ASCII-case-folded name, built on the first lookup
     /// and dropped by every change, so that a rule's many lookups cost one probe each.
-    index: OnceLock<Box<[u32]>>,
+    index: OnceLock<Box<[u64]>>,
     /// The original record, kept for evidence: the JSON rendering of an EVTX record, the line
     /// of a text log, the JSON object of a JSON log.
     pub raw: Box<str>,
@@ -169,31 +169,38 @@ impl Event {
             let len = (self.fields.len() * 2).next_power_of_two().max(8);
             let mut slots = vec![EMPTY; len];
             for (i, f) in self.fields.iter().enumerate() {
-                let mut at = fold_hash(&f.name) as usize & (len - 1);
+                let hash = fold_hash(&f.name);
+                let mut at = hash as usize & (len - 1);
                 while slots[at] != EMPTY {
                     at = (at + 1) & (len - 1);
                 }
-                slots[at] = i as u32;
+                slots[at] = slot(hash, i as u32);
             }
             slots.into_boxed_slice()
         });
         let mask = slots.len() - 1;
         let mut at = hash as usize & mask;
+        let tag = slot(hash, 0) & TAG;
         let mut first: Option<u32> = None;
         // Equal folded names sit in one probe run; the exact name wins, else the field that
-        // came first.
+        // came first. Only fields whose hashes agree in the slot's tag are compared.
         while slots[at] != EMPTY {
-            let i = slots[at];
-            let f = &self.fields[i as usize];
-            if f.name.len() == lower.len() && f.name.eq_ignore_ascii_case(lower) {
-                if &*f.name == name {
-                    return Some(i as usize);
-                }
-                if first.is_none_or(|j| i < j) {
-                    first = Some(i);
-                }
-            }
+            let entry = slots[at];
             at = (at + 1) & mask;
+            if entry & TAG != tag {
+                continue;
+            }
+            let i = entry as u32;
+            let Some(f) = self.fields.get(i as usize) else { continue };
+            if f.name.len() != lower.len() {
+                continue;
+            }
+            if &*f.name == name {
+                return Some(i as usize);
+            }
+            if f.name.eq_ignore_ascii_case(lower) && first.is_none_or(|j| i < j) {
+                first = Some(i);
+            }
         }
         first.map(|i| i as usize)
     }
@@ -254,7 +261,18 @@ impl Event {
     }
 }
 
-const EMPTY: u32 = u32::MAX;
+/// A free slot of an event's field index. A used one holds a field's position in its low 32
+/// bits and, in its high 32 bits, bits of the hash of its name ([`TAG`]).
+const EMPTY: u64 = u64::MAX;
+
+/// The bits of a slot that hold the name's hash.
+const TAG: u64 = 0xFFFF_FFFF_0000_0000;
+
+/// The slot of the field at `position` whose name hashes to `hash`: never [`EMPTY`], since
+/// positions stay below `u32::MAX`.
+fn slot(hash: u64, position: u32) -> u64 {
+    (hash & TAG) | u64::from(position)
+}
 
 /// A field name prepared for lookups in many events: the name, its ASCII-lowercase form and
 /// its hash.
@@ -296,11 +314,27 @@ fn fold_hash(name: &str) -> u64 {
     }
     let rest = chunks.remainder();
     if !rest.is_empty() {
-        let mut w = [0u8; 8];
-        w[..rest.len()].copy_from_slice(rest);
-        h = (h.rotate_left(5) ^ (u64::from_le_bytes(w) | FOLD)).wrapping_mul(K);
+        h = (h.rotate_left(5) ^ (tail_word(rest) | FOLD)).wrapping_mul(K);
     }
     h ^ (h >> 32)
+}
+
+/// The last one to seven bytes of a name as a little-endian word, zero-padded. Read with loads
+/// that may overlap rather than copied into a buffer first: a word read back at once from
+/// bytes just stored one by one waits for the stores (most names end in such a remainder).
+fn tail_word(rest: &[u8]) -> u64 {
+    let n = rest.len();
+    let (Some(&first), Some(&last)) = (rest.first(), rest.last()) else { return 0 };
+    if n >= 4 {
+        let mut lo = [0u8; 4];
+        let mut hi = [0u8; 4];
+        lo.copy_from_slice(&rest[..4]);
+        hi.copy_from_slice(&rest[n - 4..]);
+        u64::from(u32::from_le_bytes(lo)) | u64::from(u32::from_le_bytes(hi)) << ((n - 4) * 8)
+    } else {
+        let middle = rest.get(n / 2).copied().unwrap_or(first);
+        u64::from(first) | u64::from(middle) << (n / 2 * 8) | u64::from(last) << ((n - 1) * 8)
+    }
 }
 
 #[cfg(test)]
@@ -330,6 +364,16 @@ mod tests {
         assert_eq!(e.lookup_position(&FieldKey::new("image")), Some(2));
         assert_eq!(e.lookup(&FieldKey::new("F99")), Some(&Value::Int(99)));
         assert_eq!(e.lookup(&FieldKey::new("F100")), None);
+    }
+
+    #[test]
+    fn tail_word_is_the_zero_padded_word() {
+        for n in 0..8 {
+            let rest: Vec<u8> = (1..=n as u8).map(|b| b * 17).collect();
+            let mut w = [0u8; 8];
+            w[..n].copy_from_slice(&rest);
+            assert_eq!(tail_word(&rest), u64::from_le_bytes(w), "{n} bytes");
+        }
     }
 
     #[test]
