@@ -404,8 +404,8 @@ fn plain_line(line: &str) -> Option<(&str, bool)> {
             return None;
         }
     }
-    let text = line[..end].trim_end_matches(' ');
-    (!text.ends_with(':')).then_some((text, comment))
+    // No `:` ends the text: it would have been followed by a space or the end of the line.
+    Some((line[..end].trim_end_matches(' '), comment))
 }
 
 /// What may follow a scalar on its line: nothing, or spaces and a comment.
