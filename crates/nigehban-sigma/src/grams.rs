@@ -169,9 +169,8 @@ impl GramSet {
                 self.find_long(text, at, g, found);
             }
         }
-        let last = ends;
         // The last positions, where no anchor fits.
-        for at in last..text.len() {
+        for at in ends..text.len() {
             let Some(&a) = text.get(at) else { break };
             if singles && is_set(&self.single_keys, usize::from(a)) {
                 self.find_single(a, found);
