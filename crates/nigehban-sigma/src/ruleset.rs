@@ -512,15 +512,20 @@ const BUSY_BUCKET: u32 = 256;
 /// a busy bucket uses it; for more, their rarest four-byte pieces ([`GramSet`]).
 struct Automaton {
     patterns: Literals,
-    /// `None` if the literals are many (`grams` searches for them) or if no automaton could be
-    /// built (too many states): every literal is then taken as found.
-    nfa: Option<aho_corasick::nfa::contiguous::NFA>,
-    grams: Option<GramSet>,
+    search: Search,
     /// A vectorized search for the first occurrence of any literal (Teddy, for up to 64
     /// literals where the processor has the instructions): most texts hold none, and then
     /// the automaton's byte-by-byte walk is skipped. Only where a literal occurs does the
     /// walk find all of them. Built when a busy bucket uses the automaton.
     gate: OnceLock<Option<aho_corasick::packed::Searcher>>,
+}
+
+/// How an [`Automaton`] looks for its literals.
+enum Search {
+    Nfa(Box<aho_corasick::nfa::contiguous::NFA>),
+    Grams(GramSet),
+    /// No automaton could be built (too many states): every literal is taken as found.
+    Unbuilt,
 }
 
 /// From this many literals on, a search's literals are found by their rarest four-byte pieces
@@ -570,17 +575,17 @@ impl Scanner {
         {
             return;
         }
-        if let Some(grams) = &a.grams {
-            grams.find(text, &mut |i| {
+        match &a.search {
+            Search::Grams(grams) => grams.find(text, &mut |i| {
                 if let Some(t) = self.targets.get(i) {
                     mark(t, possible);
                 }
-            });
-        } else if let Some(nfa) = &a.nfa {
-            run(nfa, &self.targets, text, possible);
-        } else {
-            for t in self.targets.iter() {
-                mark(t, possible);
+            }),
+            Search::Nfa(nfa) => run(&**nfa, &self.targets, text, possible),
+            Search::Unbuilt => {
+                for t in self.targets.iter() {
+                    mark(t, possible);
+                }
             }
         }
     }
@@ -588,21 +593,21 @@ impl Scanner {
 
 impl Automaton {
     fn build(patterns: Literals) -> Automaton {
-        if patterns.len() >= GRAMS_FROM {
-            let grams = GramSet::new(patterns.iter().map(|p| p.as_bytes()));
-            return Automaton { patterns, nfa: None, grams: Some(grams), gate: OnceLock::new() };
-        }
-        let nfa = aho_corasick::nfa::contiguous::Builder::new()
-            .match_kind(MatchKind::Standard)
-            .prefilter(false)
-            .build(patterns.iter().map(|p| p.as_bytes()))
-            .ok();
-        Automaton { patterns, nfa, grams: None, gate: OnceLock::new() }
+        let search = if patterns.len() >= GRAMS_FROM {
+            Search::Grams(GramSet::new(patterns.iter().map(|p| p.as_bytes())))
+        } else {
+            aho_corasick::nfa::contiguous::Builder::new()
+                .match_kind(MatchKind::Standard)
+                .prefilter(false)
+                .build(patterns.iter().map(|p| p.as_bytes()))
+                .map_or(Search::Unbuilt, |nfa| Search::Nfa(Box::new(nfa)))
+        };
+        Automaton { patterns, search, gate: OnceLock::new() }
     }
 
-    /// Builds the gate.
+    /// Builds the gate (for an NFA only: the gram search has none).
     fn promote(&self) {
-        if self.nfa.is_none() {
+        if !matches!(self.search, Search::Nfa(_)) {
             return;
         }
         self.gate.get_or_init(|| aho_corasick::packed::Searcher::new(self.patterns.iter().map(|p| p.as_bytes())));
