@@ -409,15 +409,17 @@ async fn in_the_scale_out_mode_the_cert_lane_moves_to_another_node_when_its_node
         assert_ne!(now_holder.as_deref(), Some(holder.as_str()), "the lane moved");
         assert!(now_epoch > epoch);
 
-        // The organisations' own alerts come from the slots (wait for them), the CERT's from
-        // the lane: one, counted once across the move.
+        // The organisations' own alerts come from the slots, the CERT's from the lane: one,
+        // counted once across the move. Wait for both: the lane's cursor may pass the events
+        // before its alert is stored.
         let t = Instant::now();
         let seen = loop {
             let seen = alerts(&base, &national).await;
-            if seen.keys().filter(|k| k.1.ends_with("4f10")).count() == 3 {
+            let cert = seen.values().filter(|a| a["alert"]["rule_id"] == CERT_CORRELATION).count();
+            if seen.keys().filter(|k| k.1.ends_with("4f10")).count() == 3 && cert >= 4 {
                 break seen;
             }
-            assert!(t.elapsed() < Duration::from_secs(30), "the organisations' alerts: {seen:#?}");
+            assert!(t.elapsed() < Duration::from_secs(30), "the organisations' and the CERT's alerts: {seen:#?}");
             tokio::time::sleep(Duration::from_millis(100)).await;
         };
         let cert_alerts: Vec<&Value> = seen
