@@ -91,7 +91,7 @@ mod stream;
 
 use std::sync::Arc;
 
-use nigehban_event::{Event, Position, Value};
+use nigehban_event::{Event, FieldKey, Position, Value};
 use nigehban_sigma::Level;
 use serde::Serialize;
 
@@ -146,14 +146,34 @@ pub struct Detection {
 impl Detection {
     /// A detection of `rule` on `event`, with the rule's key fields copied from the event.
     pub fn new(rule: Arc<RuleInfo>, event: &Event, source: Arc<str>) -> Detection {
-        let mut fields = Vec::with_capacity(rule.key_fields.len());
         // One buffer for every key field's lowercase name.
         let mut lower = String::new();
-        for name in &rule.key_fields {
+        Self::build(rule, event, source, |_, name| {
             lower.clear();
             lower.push_str(name);
             lower.make_ascii_lowercase();
-            let text = match event.get_folded(name, &lower) {
+            event.get_folded(name, &lower)
+        })
+    }
+
+    /// As [`Detection::new`], with the rule's key fields prepared as lookup keys (`keys[i]`
+    /// for `rule.key_fields[i]`), as a detector that reports many matches keeps them.
+    pub fn with_keys(rule: Arc<RuleInfo>, keys: &[FieldKey], event: &Event, source: Arc<str>) -> Detection {
+        Self::build(rule, event, source, |i, name| match keys.get(i) {
+            Some(key) => event.lookup(key),
+            None => event.get(name),
+        })
+    }
+
+    fn build<'e>(
+        rule: Arc<RuleInfo>,
+        event: &'e Event,
+        source: Arc<str>,
+        mut lookup: impl FnMut(usize, &str) -> Option<&'e Value>,
+    ) -> Detection {
+        let mut fields = Vec::with_capacity(rule.key_fields.len());
+        for (i, name) in rule.key_fields.iter().enumerate() {
+            let text = match lookup(i, name) {
                 None | Some(Value::Null) => continue,
                 // Text is copied only as far as it is kept (a script block may be megabytes).
                 Some(Value::Str(t)) => truncated(t.as_str(), MAX_FIELD_BYTES),

@@ -1,8 +1,8 @@
 use std::collections::BTreeSet;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use jiff::Timestamp;
-use nigehban_event::{Event, Position, Value};
+use nigehban_event::{Event, FieldKey, Position, Value};
 use nigehban_sigma::correlation::{CorrelationEngine, CorrelationHit, RuleRef, SavedEngine};
 use nigehban_sigma::{Level, RuleId, RuleSet};
 use serde::Deserialize;
@@ -15,6 +15,8 @@ pub struct SigmaDetector {
     rules: Arc<RuleSet>,
     info: Vec<Arc<RuleInfo>>,
     correlation_info: Vec<Arc<RuleInfo>>,
+    /// Per rule: its key fields as lookup keys, prepared when it first matches.
+    keys: Vec<OnceLock<Box<[FieldKey]>>>,
     /// Per rule: whether its matches are reported on their own.
     standalone: Vec<bool>,
     /// Per rule: the fields correlation rules read from its events (`None`: not referenced).
@@ -78,12 +80,12 @@ fn rule_info(engine: Engine, r: &nigehban_sigma::Rule, path: &str, key_fields: V
 
 impl SigmaDetector {
     pub fn new(rules: Arc<RuleSet>) -> Self {
-        let info = rules
+        let info: Vec<Arc<RuleInfo>> = rules
             .rules()
             .map(|(_, loaded)| {
                 let r = &loaded.rule;
                 let mut key_fields: Vec<String> = COMMON_FIELDS.iter().map(|s| s.to_string()).collect();
-                let own = if r.fields.is_empty() { detection_fields(&r.detection) } else { r.fields.clone() };
+                let own = if r.fields.is_empty() { r.detection_fields.clone() } else { r.fields.clone() };
                 for f in own.into_iter().chain(ENTITY_FIELDS.iter().map(|s| s.to_string())) {
                     if !key_fields.contains(&f) {
                         key_fields.push(f);
@@ -117,7 +119,17 @@ impl SigmaDetector {
             }));
         }
         let fingerprint = Self::fingerprint_of(&rules);
-        SigmaDetector { rules, info, correlation_info, standalone, correlated_fields, min_level: None, fingerprint }
+        let keys = (0..info.len()).map(|_| OnceLock::new()).collect();
+        SigmaDetector {
+            rules,
+            info,
+            correlation_info,
+            keys,
+            standalone,
+            correlated_fields,
+            min_level: None,
+            fingerprint,
+        }
     }
 
     /// The correlation rules as the engine reads them, with the id of every detection rule they
@@ -212,38 +224,6 @@ impl SigmaDetector {
     }
 }
 
-/// The field names a detection tests, in order of appearance, without modifiers.
-fn detection_fields(detection: &serde_json::Value) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    let add_map = |m: &serde_json::Map<String, serde_json::Value>, out: &mut Vec<String>| {
-        for key in m.keys() {
-            let field = key.split('|').next().unwrap_or("").trim();
-            if !field.is_empty() && !out.iter().any(|f| f == field) {
-                out.push(field.to_owned());
-            }
-        }
-    };
-    if let serde_json::Value::Object(searches) = detection {
-        for (name, body) in searches {
-            if name == "condition" {
-                continue;
-            }
-            match body {
-                serde_json::Value::Object(m) => add_map(m, &mut out),
-                serde_json::Value::Array(items) => {
-                    for i in items {
-                        if let serde_json::Value::Object(m) = i {
-                            add_map(m, &mut out);
-                        }
-                    }
-                }
-                _ => {}
-            }
-        }
-    }
-    out
-}
-
 impl Detector for SigmaDetector {
     fn detect(&self, event: &Event, source: &Arc<str>, out: &mut Findings) {
         let mut ids = Vec::new();
@@ -257,7 +237,9 @@ impl Detector for SigmaDetector {
                 wanted.extend(fields.iter().map(String::as_str));
             }
             if self.standalone[i] && self.reportable(self.info[i].level) {
-                out.detections.push(Detection::new(self.info[i].clone(), event, source.clone()));
+                let info = &self.info[i];
+                let keys = self.keys[i].get_or_init(|| info.key_fields.iter().map(|f| FieldKey::new(f)).collect());
+                out.detections.push(Detection::with_keys(info.clone(), keys, event, source.clone()));
             }
         }
         if !observed.is_empty() {

@@ -173,6 +173,8 @@ pub struct DetectionStore {
     total: usize,
     sources: Vec<Arc<str>>,
     source_ids: HashMap<Arc<str>, u32>,
+    /// The source of the last detection pushed, and its index in `sources`.
+    last_source: Option<(Arc<str>, u32)>,
     rules: Vec<Arc<RuleInfo>>,
     rule_ids: HashMap<usize, u32>,
     /// Detections per entry of `rules`.
@@ -216,6 +218,7 @@ impl DetectionStore {
                         total: 0,
                         sources: Vec::new(),
                         source_ids: HashMap::new(),
+                        last_source: None,
                         rules: Vec::new(),
                         rule_ids: HashMap::new(),
                         rule_counts: Vec::new(),
@@ -258,15 +261,22 @@ impl DetectionStore {
                 i
             }
         };
-        let source = match self.source_ids.get(&d.source) {
-            Some(&i) => i,
-            None => {
-                let i = self.sources.len() as u32;
-                self.source_ids.insert(d.source.clone(), i);
-                self.sources.push(d.source.clone());
-                i
-            }
+        // Detections come in runs from one unit of work, which names its source once.
+        let source = match &self.last_source {
+            Some((s, i)) if Arc::ptr_eq(s, &d.source) => *i,
+            _ => match self.source_ids.get(&d.source) {
+                Some(&i) => i,
+                None => {
+                    let i = self.sources.len() as u32;
+                    self.source_ids.insert(d.source.clone(), i);
+                    self.sources.push(d.source.clone());
+                    i
+                }
+            },
         };
+        if self.last_source.as_ref().is_none_or(|(s, _)| !Arc::ptr_eq(s, &d.source)) {
+            self.last_source = Some((d.source.clone(), source));
+        }
         self.line.clear();
         encode(&mut self.line, d);
         self.file.write_all(&self.line)?;

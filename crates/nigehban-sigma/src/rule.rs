@@ -86,8 +86,12 @@ pub struct Rule {
     /// Fields the rule's author suggests showing with a match.
     pub fields: Vec<String>,
     pub logsource: LogSource,
-    /// The `detection` map (searches and `condition`). `Null` for correlation rules.
+    /// The `detection` map (searches and `condition`). `Null` for correlation rules, and in a
+    /// [`RuleSet`](crate::RuleSet), which keeps the detection compiled only.
     pub detection: Json,
+    /// The fields the detection's searches name, in the order they are first named (without
+    /// modifiers): what a match shows when the rule suggests no `fields`.
+    pub detection_fields: Vec<String>,
     /// The `correlation` section of a correlation rule.
     pub correlation: Option<Json>,
 }
@@ -103,6 +107,24 @@ impl Rule {
         let Json::Object(map) = doc else {
             return Err(Error::Missing("rule (the document is not a map)"));
         };
+        Self::from_map(map, map.get("detection").cloned(), map.get("correlation").cloned())
+    }
+
+    /// As [`Rule::from_json`], taking the document's detection rather than copying it.
+    pub fn from_document(doc: Json) -> Result<Rule, Error> {
+        let Json::Object(mut map) = doc else {
+            return Err(Error::Missing("rule (the document is not a map)"));
+        };
+        let (detection, correlation) = (map.remove("detection"), map.remove("correlation"));
+        Self::from_map(&map, detection, correlation)
+    }
+
+    /// The rule of a document's map, whose `detection` and `correlation` are given apart.
+    fn from_map(
+        map: &serde_json::Map<String, Json>,
+        detection: Option<Json>,
+        correlation: Option<Json>,
+    ) -> Result<Rule, Error> {
         let text = |k: &str| map.get(k).and_then(scalar_text);
         let list = |k: &str| match map.get(k) {
             Some(Json::Array(items)) => items.iter().filter_map(scalar_text).collect(),
@@ -123,8 +145,7 @@ impl Rule {
             Some(_) => return Err(Error::Missing("logsource (not a map)")),
             None => LogSource::default(),
         };
-        let detection = map.get("detection").cloned().unwrap_or(Json::Null);
-        let correlation = map.get("correlation").cloned();
+        let detection = detection.unwrap_or(Json::Null);
         if detection.is_null() && correlation.is_none() {
             if map.contains_key("filter") {
                 return Err(Error::Unsupported("filter rules (meta filters) are not applied by themselves".into()));
@@ -144,10 +165,43 @@ impl Rule {
             falsepositives: list("falsepositives"),
             fields: list("fields"),
             logsource,
+            detection_fields: detection_fields(&detection),
             detection,
             correlation,
         })
     }
+}
+
+/// The field names of a detection's searches (see [`Rule::detection_fields`]).
+fn detection_fields(detection: &Json) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let add_map = |m: &serde_json::Map<String, Json>, out: &mut Vec<String>| {
+        for key in m.keys() {
+            let field = key.split('|').next().unwrap_or("").trim();
+            if !field.is_empty() && !out.iter().any(|f| f == field) {
+                out.push(field.to_owned());
+            }
+        }
+    };
+    if let Json::Object(searches) = detection {
+        for (name, body) in searches {
+            if name == "condition" {
+                continue;
+            }
+            match body {
+                Json::Object(m) => add_map(m, &mut out),
+                Json::Array(items) => {
+                    for i in items {
+                        if let Json::Object(m) = i {
+                            add_map(m, &mut out);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    out
 }
 
 /// The text of a scalar YAML value (strings, numbers and booleans).
@@ -176,7 +230,7 @@ pub fn parse_rules(text: &str) -> Vec<Result<Rule, Error>> {
     // Sigma v1 "action: global" collections merge a global document into the others.
     let mut global: Option<serde_json::Map<String, Json>> = None;
     let mut out = Vec::new();
-    for (i, doc) in docs.iter().enumerate() {
+    for (i, doc) in docs.into_iter().enumerate() {
         if let Some(Json::String(action)) = doc.get("action") {
             match action.as_str() {
                 "global" => {
@@ -194,22 +248,20 @@ pub fn parse_rules(text: &str) -> Vec<Result<Rule, Error>> {
                 }
             }
         }
-        let merged;
         let doc = match &global {
             Some(g) => {
                 let mut m = g.clone();
                 m.remove("action");
                 if let Json::Object(own) = doc {
                     for (k, v) in own {
-                        merge(&mut m, k, v.clone());
+                        merge(&mut m, &k, v);
                     }
                 }
-                merged = Json::Object(m);
-                &merged
+                Json::Object(m)
             }
             None => doc,
         };
-        out.push(Rule::from_json(doc).map_err(|e| if many { annotate(e, i + 1) } else { e }));
+        out.push(Rule::from_document(doc).map_err(|e| if many { annotate(e, i + 1) } else { e }));
     }
     out
 }
@@ -265,5 +317,29 @@ mod tests {
         );
         assert_eq!(rules.len(), 2);
         assert!(rules.iter().all(Result::is_ok));
+    }
+
+    /// The fields a detection names, each once, in order, without modifiers; the same whether
+    /// the rule is read from a borrowed document or from one it takes.
+    #[test]
+    fn detection_fields_in_the_order_they_are_named() {
+        let yaml = "title: t
+detection:
+  a:
+    Image|endswith: x
+    CommandLine|contains|all: [y, z]
+  b:
+    - ParentImage: p
+    - Image: q
+  k: [kw]
+  condition: (a or b) and k
+";
+        let rule = parse_rules(yaml).remove(0).unwrap();
+        assert_eq!(rule.detection_fields, ["Image", "CommandLine", "ParentImage"]);
+        let doc = parse_yaml_documents(yaml).unwrap().remove(0);
+        let borrowed = Rule::from_json(&doc).unwrap();
+        assert_eq!(borrowed.detection, rule.detection);
+        assert_eq!(borrowed.detection_fields, rule.detection_fields);
+        assert!(doc.get("detection").is_some(), "from_json leaves the document as it was");
     }
 }

@@ -26,6 +26,8 @@ pub struct RuleId(pub u32);
 /// A rule as loaded: its metadata and where it came from.
 #[derive(Debug)]
 pub struct LoadedRule {
+    /// The rule as written but for its detection, which a [`RuleSet`] keeps compiled only
+    /// (`rule.detection` is null; `rule.detection_fields` are kept).
     pub rule: Rule,
     /// The file it was read from, as the caller named it.
     pub path: Arc<str>,
@@ -107,6 +109,9 @@ fn prepare_rule(path: &Arc<str>, rule: Rule) -> PreparedItem {
             }
         }
     }
+    // Compiled: the YAML data is no longer needed (some 3 KB a rule).
+    let mut rule = rule;
+    rule.detection = serde_json::Value::Null;
     PreparedItem::Rule { rule, variants, unmapped: resolved.unmapped }
 }
 
@@ -317,6 +322,9 @@ struct Plan {
     extra: Box<[(u32, u32)]>,
     fields: Box<[FieldScan]>,
     anywhere: Option<Scanner>,
+    /// The length of the shortest keyword literal: values shorter cannot hold one, and the
+    /// keyword pass leaves them out.
+    anywhere_shortest: usize,
     /// Events that met the bucket, counted up to [`BUSY_BUCKET`].
     events: AtomicU32,
 }
@@ -398,6 +406,7 @@ impl Plan {
             })
             .collect();
         scans.sort_by(|a, b| a.key.name().cmp(b.key.name()));
+        let anywhere_shortest = anywhere.keys().map(|l| l.len()).min().unwrap_or(0);
         let anywhere = (!anywhere.is_empty()).then(|| Scanner::build(anywhere, automata));
         Plan {
             always: always.into(),
@@ -405,6 +414,7 @@ impl Plan {
             extra: extra.into(),
             fields: scans.into(),
             anywhere,
+            anywhere_shortest,
             events: AtomicU32::new(0),
         }
     }
@@ -449,22 +459,27 @@ impl Plan {
             }
         }
         if let Some(anywhere) = &self.anywhere {
-            // Keyword literals may be anywhere: every string value, joined by a byte that no
-            // literal holds (0xFF is never in UTF-8), so that no literal is found across two
-            // values, and looked for in one pass.
+            // Keyword literals may be anywhere: every string value long enough to hold one,
+            // joined by a byte that no literal holds (0xFF is never in UTF-8), so that no
+            // literal is found across two values, and looked for in one pass.
+            let shortest = self.anywhere_shortest;
             with_scratch(&JOINED, |joined| {
                 joined.clear();
                 let uncovered = event.fields().iter().enumerate().filter(|(i, _)| !covered[..n_covered].contains(i));
                 for f in uncovered.map(|(_, f)| f) {
                     f.value.for_each_scalar(&mut |v| {
-                        if let Value::Str(t) = v {
+                        if let Value::Str(t) = v
+                            && t.lower().len() >= shortest
+                        {
                             joined.extend_from_slice(t.lower().as_bytes());
                             joined.push(SEPARATOR);
                         }
                         false
                     });
                 }
-                anywhere.scan(joined, possible);
+                if !joined.is_empty() || shortest == 0 {
+                    anywhere.scan(joined, possible);
+                }
             });
         }
     }
@@ -512,11 +527,14 @@ const BUSY_BUCKET: u32 = 256;
 /// a busy bucket uses it; for more, their rarest four-byte pieces ([`GramSet`]).
 struct Automaton {
     patterns: Literals,
+    /// The length of the shortest literal.
+    shortest: usize,
     search: Search,
     /// A vectorized search for the first occurrence of any literal (Teddy, for up to 64
     /// literals where the processor has the instructions): most texts hold none, and then
-    /// the automaton's byte-by-byte walk is skipped. Only where a literal occurs does the
-    /// walk find all of them. Built when a busy bucket uses the automaton.
+    /// the automaton's byte-by-byte walk is skipped. Where a literal occurs, the walk finds
+    /// all of them, starting where the first one starts. Built when a busy bucket uses the
+    /// automaton.
     gate: OnceLock<Option<aho_corasick::packed::Searcher>>,
 }
 
@@ -569,11 +587,17 @@ impl Scanner {
 
     fn scan(&self, text: &[u8], possible: &mut [u64]) {
         let a = &*self.automaton;
-        if let Some(Some(gate)) = a.gate.get()
-            && text.len() >= gate.minimum_len()
-            && gate.find(text).is_none()
-        {
+        // No literal fits in a shorter text.
+        if text.len() < a.shortest {
             return;
+        }
+        // Where the first literal starts: no literal starts before.
+        let mut from = 0;
+        if let Some(Some(gate)) = a.gate.get() {
+            match gate.find(text) {
+                Some(m) => from = m.start(),
+                None => return,
+            }
         }
         match &a.search {
             Search::Grams(grams) => grams.find(text, &mut |i| {
@@ -581,7 +605,7 @@ impl Scanner {
                     mark(t, possible);
                 }
             }),
-            Search::Nfa(nfa) => run(&**nfa, &self.targets, text, possible),
+            Search::Nfa(nfa) => run(&**nfa, &self.targets, text.get(from..).unwrap_or_default(), possible),
             Search::Unbuilt => {
                 for t in self.targets.iter() {
                     mark(t, possible);
@@ -602,7 +626,8 @@ impl Automaton {
                 .build(patterns.iter().map(|p| p.as_bytes()))
                 .map_or(Search::Unbuilt, |nfa| Search::Nfa(Box::new(nfa)))
         };
-        Automaton { patterns, search, gate: OnceLock::new() }
+        let shortest = patterns.iter().map(|p| p.len()).min().unwrap_or(0);
+        Automaton { patterns, shortest, search, gate: OnceLock::new() }
     }
 
     /// Builds the gate (for an NFA only: the gram search has none).
@@ -793,6 +818,10 @@ mod tests {
         b.add_yaml("r.yml", RULE);
         let rs = b.build();
         assert_eq!(rs.report().loaded, 1);
+        // The rule set keeps the detection compiled, and the fields it names.
+        let kept = &rs.rule(RuleId(0)).rule;
+        assert!(kept.detection.is_null());
+        assert_eq!(kept.detection_fields, ["Image"]);
         let mut out = Vec::new();
         rs.matches(
             &windows_event("Microsoft-Windows-Sysmon/Operational", 1, &[("Image", "C:\\W\\whoami.exe")]),
@@ -883,6 +912,9 @@ mod tests {
             (vec![("A", "short".into()), ("B", format!("{pad}abc{pad}"))], vec![0]),
             (vec![("A", "xab".into()), ("B", "cx".into())], vec![]),
             (vec![("A", "ab".into()), ("B", "c".into())], vec![]),
+            // A value exactly as long as the shortest literal, beside values too short to hold one.
+            (vec![("A", "x".into()), ("B", "abc".into()), ("C", "ab".into())], vec![0]),
+            (vec![("A", "x".into()), ("B", "y".into())], vec![]),
             (vec![("A", "KW07ZQ".into())], vec![1]),
             (vec![("A", format!("{pad}kw69zq"))], vec![1]),
             (vec![("A", "kw6".into()), ("B", "9zq".into())], vec![]),
@@ -890,6 +922,9 @@ mod tests {
             (vec![("CommandLine", format!("{pad}IEX (New-Object Net.WebClient).DownloadString('x')"))], vec![2]),
             (vec![("Other", "powershell -enc AAAA".into())], vec![]),
             (vec![("CommandLine", format!("{pad} mimikatz -enc "))], vec![0, 2]),
+            // The field's literals after the first one found, and shorter than the shortest.
+            (vec![("CommandLine", format!("{pad}-enc {pad}downloadstring"))], vec![2]),
+            (vec![("CommandLine", "-en".into())], vec![]),
         ];
         // More events than it takes for the bucket to become busy: with and without the gate.
         for round in 0..2 * BUSY_BUCKET as usize / cases.len() + 2 {
