@@ -55,6 +55,9 @@ pub struct LoadReport {
 
 struct CompiledVariant {
     rule: RuleId,
+    /// The products of the rule's log source (`None`: any), and whether the table knows it.
+    products: Option<Arc<[Product]>>,
+    mapped: bool,
     variant: Variant,
     /// Whether the variant has conditions beyond the channel and event id that the index
     /// already guarantees.
@@ -71,7 +74,13 @@ pub struct Prepared {
 }
 
 enum PreparedItem {
-    Rule { rule: Rule, variants: Vec<(Variant, CompiledDetection)>, unmapped: Option<String> },
+    Rule {
+        rule: Rule,
+        /// Each variant compiled, with the facts it needs (see [`CompiledDetection::needle_clauses`]).
+        variants: Vec<(Variant, CompiledDetection, Clauses)>,
+        products: Option<Vec<Product>>,
+        unmapped: Option<String>,
+    },
     Correlation(Rule),
     Failed(RuleFailure),
 }
@@ -98,7 +107,10 @@ fn prepare_rule(path: &Arc<str>, rule: Rule) -> PreparedItem {
     let mut regexes = Regexes::default();
     for variant in resolved.variants {
         match CompiledDetection::compile_sharing(&rule.detection, &|f| variant.map_field(f), &mut regexes) {
-            Ok(detection) => variants.push((variant, detection)),
+            Ok(detection) => {
+                let needles = detection.needle_clauses();
+                variants.push((variant, detection, needles));
+            }
             Err(error) => {
                 return PreparedItem::Failed(RuleFailure {
                     path: path.clone(),
@@ -112,7 +124,7 @@ fn prepare_rule(path: &Arc<str>, rule: Rule) -> PreparedItem {
     // Compiled: the YAML data is no longer needed (some 3 KB a rule).
     let mut rule = rule;
     rule.detection = serde_json::Value::Null;
-    PreparedItem::Rule { rule, variants, unmapped: resolved.unmapped }
+    PreparedItem::Rule { rule, variants, products: resolved.products, unmapped: resolved.unmapped }
 }
 
 /// Rules being gathered; [`RuleSetBuilder::build`] indexes them.
@@ -120,6 +132,8 @@ fn prepare_rule(path: &Arc<str>, rule: Rule) -> PreparedItem {
 pub struct RuleSetBuilder {
     rules: Vec<LoadedRule>,
     variants: Vec<CompiledVariant>,
+    /// Per variant: the facts it needs.
+    needles: Vec<Clauses>,
     correlations: Vec<(Arc<str>, Rule)>,
     report: LoadReport,
 }
@@ -140,11 +154,20 @@ impl RuleSetBuilder {
         let path = prepared.path;
         for item in prepared.items {
             match item {
-                PreparedItem::Rule { rule, variants, unmapped } => {
+                PreparedItem::Rule { rule, variants, products, unmapped } => {
                     let id = RuleId(self.rules.len() as u32);
-                    for (variant, detection) in variants {
+                    let products: Option<Arc<[Product]>> = products.map(Into::into);
+                    for (variant, detection, needles) in variants {
                         let check_conditions = !variant.index_guarantees_conditions();
-                        self.variants.push(CompiledVariant { rule: id, variant, check_conditions, detection });
+                        self.variants.push(CompiledVariant {
+                            rule: id,
+                            products: products.clone(),
+                            mapped: unmapped.is_none(),
+                            variant,
+                            check_conditions,
+                            detection,
+                        });
+                        self.needles.push(needles);
                     }
                     if let Some(what) = unmapped {
                         let against = if rule.logsource.product.is_some() {
@@ -194,17 +217,14 @@ impl RuleSetBuilder {
         // Variants for one data set of docs/fields.md (`event.dataset`): only events that name
         // that data set can meet them, so they are kept out of every other bucket.
         let mut by_dataset: HashMap<String, Vec<u32>> = HashMap::new();
-        let mut needles = Vec::with_capacity(self.variants.len());
         for (i, cv) in self.variants.iter().enumerate() {
             let i = i as u32;
-            needles.push(cv.detection.needle_clauses());
             if let Some((_, sets)) = cv.variant.conditions.iter().find(|(f, _)| f == "event.dataset") {
                 for d in sets {
                     by_dataset.entry(d.clone()).or_default().push(i);
                 }
                 continue;
             }
-            let resolved = LogSourceTable::builtin().resolve(&self.rules[cv.rule.0 as usize].rule.logsource);
             match cv.variant.channels() {
                 Some(channels) => {
                     // Event ids from the log source, else those the detection requires.
@@ -224,15 +244,15 @@ impl RuleSetBuilder {
                         }
                     }
                 }
-                None => match resolved.products {
+                None => match &cv.products {
                     Some(ps) => {
-                        for p in ps {
+                        for &p in ps.iter() {
                             by_product.entry(p).or_default().push(i);
                         }
                     }
                     None => {
                         any_product.push(i);
-                        if resolved.unmapped.is_none() {
+                        if cv.mapped {
                             any_but_unmapped.push(i);
                         }
                     }
@@ -263,7 +283,7 @@ impl RuleSetBuilder {
         RuleSet {
             rules: self.rules,
             variants: self.variants,
-            needles,
+            needles: self.needles,
             by_channel: channels,
             by_product: products,
             by_dataset,
