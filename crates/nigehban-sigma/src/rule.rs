@@ -323,17 +323,7 @@ mod tests {
     /// the rule is read from a borrowed document or from one it takes.
     #[test]
     fn detection_fields_in_the_order_they_are_named() {
-        let yaml = "title: t
-detection:
-  a:
-    Image|endswith: x
-    CommandLine|contains|all: [y, z]
-  b:
-    - ParentImage: p
-    - Image: q
-  k: [kw]
-  condition: (a or b) and k
-";
+        let yaml = "title: t\ndetection:\n  a:\n    Image|endswith: x\n    CommandLine|contains|all: [y, z]\n  b:\n    - ParentImage: p\n    - Image: q\n  k: [kw]\n  condition: (a or b) and k\n";
         let rule = parse_rules(yaml).remove(0).unwrap();
         assert_eq!(rule.detection_fields, ["Image", "CommandLine", "ParentImage"]);
         let doc = parse_yaml_documents(yaml).unwrap().remove(0);
