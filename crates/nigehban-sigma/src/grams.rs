@@ -71,7 +71,7 @@ impl GramSet {
         // How many literals hold each piece: a piece many literals share (`get-`, `.exe`,
         // `powe`) is common in the texts searched too, so each literal is anchored by the piece
         // fewest others hold, and among those by the rarest bytes.
-        let mut shared: HashMap<u32, u32> = HashMap::new();
+        let mut shared: HashMap<u32, u32, foldhash::fast::RandomState> = HashMap::default();
         for l in literals.iter().filter(|l| l.len() >= ANCHOR) {
             let mut grams: Vec<u32> = l.windows(ANCHOR).map(gram).collect();
             grams.sort_unstable();

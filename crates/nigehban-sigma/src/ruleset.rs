@@ -6,6 +6,7 @@
 //! rules for that event's source, not with the whole rule set.
 
 use std::collections::HashMap;
+use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -205,7 +206,7 @@ impl RuleSetBuilder {
 
         // Where each variant applies: (channel, event id), channel, product, or everywhere.
         // Per channel: the variants by event id, and those for any event id.
-        type ChannelLists = (HashMap<i64, Vec<u32>>, Vec<u32>);
+        type ChannelLists = (FastMap<i64, Vec<u32>>, Vec<u32>);
         let mut by_channel: HashMap<String, ChannelLists> = HashMap::new();
         let mut by_product: HashMap<Product, Vec<u32>> = HashMap::new();
         let mut any_product: Vec<u32> = Vec::new();
@@ -319,7 +320,7 @@ impl Bucket {
 }
 
 struct ChannelBuckets {
-    by_event_id: HashMap<i64, Bucket>,
+    by_event_id: FastMap<i64, Bucket>,
     /// Events of the channel whose event id has no rules of its own.
     other: Bucket,
 }
@@ -365,9 +366,9 @@ impl Plan {
         let mut always = vec![0u64; n.div_ceil(64)];
         // Literal → the slots of the clauses that hold when it is found, per field; and the
         // slots of the clauses the field's presence meets.
-        type FieldNeeds<'a> = (HashMap<&'a str, Vec<u32>>, Vec<u32>);
-        let mut fields: HashMap<&str, FieldNeeds> = HashMap::new();
-        let mut anywhere: HashMap<&str, Vec<u32>> = HashMap::new();
+        type FieldNeeds<'a> = (FastMap<&'a str, Vec<u32>>, Vec<u32>);
+        let mut fields: FastMap<&str, FieldNeeds> = FastMap::default();
+        let mut anywhere: FastMap<&str, Vec<u32>> = FastMap::default();
         let mut extra = Vec::new();
         let mut next_slot = n as u32;
         for (at, &v) in variants.iter().enumerate() {
@@ -581,26 +582,36 @@ struct Scanner {
 /// Sorted literals.
 type Literals = Box<[Box<str>]>;
 
-/// Automata by the (sorted) literals they look for.
+/// Automata by the (sorted) literals they look for: under the hash of the literals, those
+/// with that hash (so that a lookup need not copy the literals).
 #[derive(Default)]
 struct Automata {
-    by_literals: Mutex<HashMap<Literals, Arc<Automaton>>>,
+    by_literals: Mutex<FastMap<u64, Vec<Arc<Automaton>>>>,
+    hasher: foldhash::fast::RandomState,
 }
 
+/// Maps within the rule set, whose keys (channels, event ids, field names, literals) come
+/// from rules and events: hashed with foldhash rather than SipHash, as the bucket of every
+/// event is looked up by its channel.
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
 impl Scanner {
-    fn build(literals: HashMap<&str, Vec<u32>>, automata: &Automata) -> Scanner {
+    fn build(literals: FastMap<&str, Vec<u32>>, automata: &Automata) -> Scanner {
         let mut literals: Vec<(&str, Vec<u32>)> = literals.into_iter().collect();
-        literals.sort_unstable();
-        let patterns: Literals = literals.iter().map(|(l, _)| Box::from(*l)).collect();
+        literals.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        let texts: Vec<&str> = literals.iter().map(|(l, _)| *l).collect();
         let targets = literals.into_iter().map(|(_, t)| t.into_boxed_slice()).collect();
+        let key = automata.hasher.hash_one(&texts);
+        let same = |a: &&Arc<Automaton>| a.patterns.iter().map(|p| &**p).eq(texts.iter().copied());
         if let Ok(cache) = automata.by_literals.lock()
-            && let Some(a) = cache.get(&patterns)
+            && let Some(a) = cache.get(&key).and_then(|list| list.iter().find(same))
         {
             return Scanner { automaton: a.clone(), targets };
         }
-        let automaton = Arc::new(Automaton::build(patterns.clone()));
+        let patterns: Literals = texts.iter().map(|t| Box::from(*t)).collect();
+        let automaton = Arc::new(Automaton::build(patterns));
         if let Ok(mut cache) = automata.by_literals.lock() {
-            cache.insert(patterns, automaton.clone());
+            cache.entry(key).or_default().push(automaton.clone());
         }
         Scanner { automaton, targets }
     }
@@ -693,7 +704,7 @@ pub struct RuleSet {
     variants: Vec<CompiledVariant>,
     /// Per variant: the facts it needs (see [`CompiledDetection::needle_clauses`]).
     needles: Vec<Clauses>,
-    by_channel: HashMap<Box<str>, ChannelBuckets>,
+    by_channel: FastMap<Box<str>, ChannelBuckets>,
     /// Per product (in [`PRODUCTS`] order): for events not taken by a channel.
     by_product: [Bucket; 4],
     /// Per data set (`event.dataset`, lowercase): the variants of rules routed by it, met in
