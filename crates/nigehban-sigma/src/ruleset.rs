@@ -343,9 +343,6 @@ struct Plan {
     extra: Box<[(u32, u32)]>,
     fields: Box<[FieldScan]>,
     anywhere: Option<Scanner>,
-    /// The length of the shortest keyword literal: values shorter cannot hold one, and the
-    /// keyword pass leaves them out.
-    anywhere_shortest: usize,
     /// Events that met the bucket, counted up to [`BUSY_BUCKET`].
     events: AtomicU32,
 }
@@ -427,7 +424,6 @@ impl Plan {
             })
             .collect();
         scans.sort_by(|a, b| a.key.name().cmp(b.key.name()));
-        let anywhere_shortest = anywhere.keys().map(|l| l.len()).min().unwrap_or(0);
         let anywhere = (!anywhere.is_empty()).then(|| Scanner::build(anywhere, automata));
         Plan {
             always: always.into(),
@@ -435,7 +431,6 @@ impl Plan {
             extra: extra.into(),
             fields: scans.into(),
             anywhere,
-            anywhere_shortest,
             events: AtomicU32::new(0),
         }
     }
@@ -483,7 +478,7 @@ impl Plan {
             // Keyword literals may be anywhere: every string value long enough to hold one,
             // joined by a byte that no literal holds (0xFF is never in UTF-8), so that no
             // literal is found across two values, and looked for in one pass.
-            let shortest = self.anywhere_shortest;
+            let shortest = anywhere.automaton.shortest;
             with_scratch(&JOINED, |joined| {
                 joined.clear();
                 let uncovered = event.fields().iter().enumerate().filter(|(i, _)| !covered[..n_covered].contains(i));
@@ -498,9 +493,7 @@ impl Plan {
                         false
                     });
                 }
-                if !joined.is_empty() || shortest == 0 {
-                    anywhere.scan(joined, possible);
-                }
+                anywhere.scan(joined, possible);
             });
         }
     }
