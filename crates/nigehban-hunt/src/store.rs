@@ -367,13 +367,14 @@ impl DetectionStore {
             }
         }
         let rules = self.rules.iter().map(|r| rule_fragment(r)).collect::<io::Result<Vec<_>>>()?;
+        let sources = self.sources.iter().map(|s| json_string(s)).collect::<io::Result<Vec<_>>>()?;
         let mut merge = Merge {
             heap,
             readers,
             order: &order,
             file: self.file.get_mut(),
             rules: &rules,
-            sources: &self.sources,
+            sources: &sources,
             window: Vec::with_capacity(RENDER_WINDOW),
             raw: Vec::new(),
             spans: Vec::new(),
@@ -418,7 +419,8 @@ struct Merge<'a> {
     file: &'a mut File,
     /// Each rule's shared part, rendered (see [`rule_fragment`]).
     rules: &'a [Vec<u8>],
-    sources: &'a [Arc<str>],
+    /// Each source's name, rendered as a JSON string.
+    sources: &'a [Vec<u8>],
     window: Vec<Key>,
     /// The bytes read for the window, and where in them each of its records is.
     raw: Vec<u8>,
@@ -450,8 +452,9 @@ impl Merge<'_> {
                 // About what a record of the shared corpus takes, so that `out` seldom grows.
                 let mut out = Vec::with_capacity(keys.len() * 768);
                 let mut ends = Vec::with_capacity(keys.len());
+                let mut time = TimeText::default();
                 for (k, span) in keys.iter().zip(spans) {
-                    render(k, &raw[span.clone()], rules, sources, &mut out)?;
+                    render(k, &raw[span.clone()], rules, sources, &mut time, &mut out)?;
                     ends.push(out.len());
                 }
                 Ok(Rendered { out, ends })
@@ -566,10 +569,41 @@ impl Run {
 const RENDER_WINDOW: usize = 4096;
 const RENDER_CHUNK: usize = 1024;
 
+/// The text of the last time rendered: in the timeline, detections of one time come together
+/// (the rules one event met; the same events in copies of a log).
+#[derive(Default)]
+struct TimeText {
+    time: Option<(i64, u64)>,
+    text: Vec<u8>,
+}
+
+impl TimeText {
+    /// The time as its JSON value (a string, or `null` for no time).
+    fn get(&mut self, time: (i64, u64)) -> io::Result<&[u8]> {
+        if self.time != Some(time) {
+            self.text.clear();
+            match join_time(time) {
+                Some(t) => write!(self.text, "\"{t}\"")?,
+                None => self.text.extend_from_slice(b"null"),
+            }
+            self.time = Some(time);
+        }
+        Ok(&self.text)
+    }
+}
+
 /// Appends the JSON record of one stored detection to `out` (nothing if its rule or source is
 /// unknown, which a store it wrote itself never has): what [`Record`] serializes to, with the
-/// rule's part rendered once for all its detections (`rules`).
-fn render(k: &Key, raw: &[u8], rules: &[Vec<u8>], sources: &[Arc<str>], out: &mut Vec<u8>) -> io::Result<()> {
+/// rule's part rendered once for all its detections (`rules`), and each source's name once
+/// (`sources`).
+fn render(
+    k: &Key,
+    raw: &[u8],
+    rules: &[Vec<u8>],
+    sources: &[Vec<u8>],
+    time: &mut TimeText,
+    out: &mut Vec<u8>,
+) -> io::Result<()> {
     let (Some(rule), Some(source)) = (rules.get(k.rule as usize), sources.get(k.source as usize)) else {
         return Ok(());
     };
@@ -580,10 +614,9 @@ fn render(k: &Key, raw: &[u8], rules: &[Vec<u8>], sources: &[Arc<str>], out: &mu
         _ => Position::EvtxRecord { record_id: k.position.1, chunk_offset: k.position.0 },
     };
     // Times and positions print without characters that JSON escapes.
-    match join_time(k.time) {
-        Some(t) => write!(out, "{{\"timestamp\":\"{t}\",")?,
-        None => out.extend_from_slice(b"{\"timestamp\":null,"),
-    }
+    out.extend_from_slice(b"{\"timestamp\":");
+    out.extend_from_slice(time.get(k.time)?);
+    out.push(b',');
     out.extend_from_slice(rule);
     out.extend_from_slice(b",\"host\":");
     match stored.host {
@@ -591,8 +624,10 @@ fn render(k: &Key, raw: &[u8], rules: &[Vec<u8>], sources: &[Arc<str>], out: &mu
         None => out.extend_from_slice(b"null"),
     }
     out.extend_from_slice(b",\"source\":");
-    json_str(out, source)?;
-    write!(out, ",\"position\":\"{position}\",\"fields\":{{")?;
+    out.extend_from_slice(source);
+    out.extend_from_slice(b",\"position\":\"");
+    position_text(position, out);
+    out.extend_from_slice(b"\",\"fields\":{");
     for (i, (name, value)) in stored.fields.iter().enumerate() {
         if i > 0 {
             out.push(b',');
@@ -607,6 +642,35 @@ fn render(k: &Key, raw: &[u8], rules: &[Vec<u8>], sources: &[Arc<str>], out: &mu
 
 fn json_str(out: &mut Vec<u8>, s: &str) -> io::Result<()> {
     serde_json::to_writer(out, s).map_err(io::Error::other)
+}
+
+fn json_string(s: &str) -> io::Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(s.len() + 2);
+    json_str(&mut out, s)?;
+    Ok(out)
+}
+
+/// A position as its `Display` writes it (`record 7 (chunk at offset 4096)`), without the
+/// formatting machinery: every detection prints one.
+fn position_text(p: Position, out: &mut Vec<u8>) {
+    let mut n = itoa::Buffer::new();
+    match p {
+        Position::Line(l) => {
+            out.extend_from_slice(b"line ");
+            out.extend_from_slice(n.format(l).as_bytes());
+        }
+        Position::Offset(o) => {
+            out.extend_from_slice(b"offset ");
+            out.extend_from_slice(n.format(o).as_bytes());
+        }
+        Position::EvtxRecord { record_id, chunk_offset } => {
+            out.extend_from_slice(b"record ");
+            out.extend_from_slice(n.format(record_id).as_bytes());
+            out.extend_from_slice(b" (chunk at offset ");
+            out.extend_from_slice(n.format(chunk_offset).as_bytes());
+            out.push(b')');
+        }
+    }
 }
 
 const NO_TIME: (i64, u64) = (i64::MAX, u64::MAX);
@@ -831,6 +895,8 @@ mod tests {
             detection(&rule, odd, Some(1), 1, Some(odd)),
             detection(&bare, "s", None, 2, None),
             detection(&rule, "s", Some(-7), 3, Some("")),
+            // The time of the record before it, rendered once for both.
+            detection(&bare, "t", Some(1), 4, None),
         ];
         ds[0].fields.push((odd.into(), odd.into()));
         ds[1].fields.clear();
@@ -840,7 +906,7 @@ mod tests {
         for d in &ds {
             store.push(d).unwrap();
         }
-        assert_eq!(timeline(store), as_records(&[&ds[2], &ds[0], &ds[1]]));
+        assert_eq!(timeline(store), as_records(&[&ds[2], &ds[0], &ds[3], &ds[1]]));
     }
 
     #[test]
