@@ -29,15 +29,41 @@ pub enum Position {
     EvtxRecord { record_id: u64, chunk_offset: u64 },
 }
 
-impl std::fmt::Display for Position {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl Position {
+    /// The position as text (`record 7 (chunk at offset 4096)`), handed to `piece` a piece at a
+    /// time: what `Display` writes, for callers that append many positions to a buffer without
+    /// the formatting machinery (a hunt's timeline prints one per detection).
+    pub fn write_pieces(self, mut piece: impl FnMut(&str)) {
+        let mut n = itoa::Buffer::new();
         match self {
-            Position::Line(n) => write!(f, "line {n}"),
-            Position::Offset(o) => write!(f, "offset {o}"),
+            Position::Line(l) => {
+                piece("line ");
+                piece(n.format(l));
+            }
+            Position::Offset(o) => {
+                piece("offset ");
+                piece(n.format(o));
+            }
             Position::EvtxRecord { record_id, chunk_offset } => {
-                write!(f, "record {record_id} (chunk at offset {chunk_offset})")
+                piece("record ");
+                piece(n.format(record_id));
+                piece(" (chunk at offset ");
+                piece(n.format(chunk_offset));
+                piece(")");
             }
         }
+    }
+}
+
+impl std::fmt::Display for Position {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut result = Ok(());
+        self.write_pieces(|p| {
+            if result.is_ok() {
+                result = f.write_str(p);
+            }
+        });
+        result
     }
 }
 
@@ -340,6 +366,17 @@ fn tail_word(rest: &[u8]) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn positions_print_as_evidence_names_them() {
+        assert_eq!(Position::Line(12).to_string(), "line 12");
+        assert_eq!(Position::Offset(0).to_string(), "offset 0");
+        let record = Position::EvtxRecord { record_id: 7, chunk_offset: u64::MAX };
+        assert_eq!(record.to_string(), "record 7 (chunk at offset 18446744073709551615)");
+        let mut pieces = String::new();
+        record.write_pieces(|p| pieces.push_str(p));
+        assert_eq!(pieces, record.to_string());
+    }
 
     #[test]
     fn lookup_is_exact_then_case_insensitive() {

@@ -626,7 +626,7 @@ fn render(
     out.extend_from_slice(b",\"source\":");
     out.extend_from_slice(source);
     out.extend_from_slice(b",\"position\":\"");
-    position_text(position, out);
+    position.write_pieces(|p| out.extend_from_slice(p.as_bytes()));
     out.extend_from_slice(b"\",\"fields\":{");
     for (i, (name, value)) in stored.fields.iter().enumerate() {
         if i > 0 {
@@ -648,29 +648,6 @@ fn json_string(s: &str) -> io::Result<Vec<u8>> {
     let mut out = Vec::with_capacity(s.len() + 2);
     json_str(&mut out, s)?;
     Ok(out)
-}
-
-/// A position as its `Display` writes it (`record 7 (chunk at offset 4096)`), without the
-/// formatting machinery: every detection prints one.
-fn position_text(p: Position, out: &mut Vec<u8>) {
-    let mut n = itoa::Buffer::new();
-    match p {
-        Position::Line(l) => {
-            out.extend_from_slice(b"line ");
-            out.extend_from_slice(n.format(l).as_bytes());
-        }
-        Position::Offset(o) => {
-            out.extend_from_slice(b"offset ");
-            out.extend_from_slice(n.format(o).as_bytes());
-        }
-        Position::EvtxRecord { record_id, chunk_offset } => {
-            out.extend_from_slice(b"record ");
-            out.extend_from_slice(n.format(record_id).as_bytes());
-            out.extend_from_slice(b" (chunk at offset ");
-            out.extend_from_slice(n.format(chunk_offset).as_bytes());
-            out.push(b')');
-        }
-    }
 }
 
 const NO_TIME: (i64, u64) = (i64::MAX, u64::MAX);
