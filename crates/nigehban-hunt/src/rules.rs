@@ -29,6 +29,19 @@ fn display_name(root: &Path, path: &Path) -> String {
     }
 }
 
+/// A key that orders paths as a walk of the tree in name order visits them: the path's bytes
+/// with each separator made the lowest byte, so that `a/x` comes before `a-b` as folder `a`
+/// does (no name holds a NUL byte).
+fn tree_order(path: &Path) -> Vec<u8> {
+    let mut key = path.as_os_str().as_encoded_bytes().to_vec();
+    for b in &mut key {
+        if std::path::is_separator(char::from(*b)) {
+            *b = 0;
+        }
+    }
+    key
+}
+
 /// Reads every `.yml`/`.yaml` file under `paths` (recursively). Files are parsed and compiled
 /// in parallel and added in path order, so rule ids are the same on every run.
 pub fn load(paths: &[PathBuf]) -> LoadedRules {
@@ -49,7 +62,11 @@ pub fn load_with(paths: &[PathBuf], first: Vec<Prepared>) -> LoadedRules {
             unreadable.push((root.clone(), "no such file or folder".into()));
             continue;
         }
-        for entry in walkdir::WalkDir::new(root).sort_by_file_name() {
+        // Sorted once found rather than as the folders are read (where each comparison takes
+        // the names apart again), in the same order: a folder's entries by name, each folder's
+        // files right after it.
+        let first = files.len();
+        for entry in walkdir::WalkDir::new(root) {
             match entry {
                 Ok(e) if e.file_type().is_file() && is_rule_file(e.path()) => {
                     let name = display_name(root, e.path());
@@ -61,6 +78,7 @@ pub fn load_with(paths: &[PathBuf], first: Vec<Prepared>) -> LoadedRules {
                 }
             }
         }
+        files[first..].sort_by_cached_key(|(path, _)| tree_order(path));
     }
     let prepared: Vec<Result<Prepared, (PathBuf, String)>> = files
         .par_iter()
@@ -81,4 +99,34 @@ pub fn load_with(paths: &[PathBuf], first: Vec<Prepared>) -> LoadedRules {
         }
     }
     LoadedRules { rules: builder.build(), unreadable }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Rule files are taken in the order of a walk of the tree with each folder's entries
+    /// sorted by name (which fixes the rules' ids), whatever order the folders list them in.
+    #[test]
+    fn files_in_tree_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("r");
+        for f in ["a/y.yml", "a-b/x.yml", "a.yml", "b.yml", "a/z/w.yml", "a/ab.yml", "B.yml", "a b.yml"] {
+            let path = root.join(f);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, "title: t\n").unwrap();
+        }
+        let walked: Vec<PathBuf> = walkdir::WalkDir::new(&root)
+            .sort_by_file_name()
+            .into_iter()
+            .map(|e| e.unwrap().into_path())
+            .filter(|p| p.is_file())
+            .collect();
+        let mut sorted = walked.clone();
+        sorted.reverse();
+        sorted.sort_by_cached_key(|p| tree_order(p));
+        assert_eq!(sorted, walked);
+        let rel: Vec<_> = walked.iter().map(|p| p.strip_prefix(&root).unwrap().to_str().unwrap().to_owned()).collect();
+        assert_eq!(rel, ["B.yml", "a/ab.yml", "a/y.yml", "a/z/w.yml", "a b.yml", "a-b/x.yml", "a.yml", "b.yml"]);
+    }
 }

@@ -5,6 +5,7 @@
 //! expression only for values with inner wildcards. Case-insensitive matching (the default)
 //! compares lowercased needles with the event's precomputed lowercase text.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, OnceLock};
@@ -213,15 +214,34 @@ pub enum Needle {
 /// bucket through.
 const ROUTING_FIELDS: [&str; 4] = ["Channel", "EventID", "Provider_Name", "Provider_Guid"];
 
-impl Needle {
+/// A [`Needle`] while a detection's clauses are worked out: borrowed from its matchers, so
+/// that the facts left out (most of a long list's, once a stronger condition is found) are
+/// neither copied nor freed.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum Fact<'a> {
+    Literal { text: Cow<'a, str>, field: Option<&'a str> },
+    Present(&'a str),
+}
+
+/// Clauses of [`Fact`]s (see [`Clauses`]).
+type Facts<'a> = Vec<Vec<Fact<'a>>>;
+
+impl Fact<'_> {
     /// How selective the fact is likely to be: the length of a literal; a field's presence
     /// ranks below any literal, and a fact about a routing field below both.
     fn rank(&self) -> usize {
         let routing = |f: &str| ROUTING_FIELDS.iter().any(|r| r.eq_ignore_ascii_case(f));
         match self {
-            Needle::Literal { field: Some(f), .. } | Needle::Present(f) if routing(f) => 0,
-            Needle::Literal { text, .. } => text.len(),
-            Needle::Present(_) => 1,
+            Fact::Literal { field: Some(f), .. } | Fact::Present(f) if routing(f) => 0,
+            Fact::Literal { text, .. } => text.len(),
+            Fact::Present(_) => 1,
+        }
+    }
+
+    fn to_needle(&self) -> Needle {
+        match self {
+            Fact::Literal { text, field } => Needle::Literal { text: (**text).to_owned(), field: field.map(Box::from) },
+            Fact::Present(f) => Needle::Present((*f).into()),
         }
     }
 }
@@ -229,15 +249,16 @@ impl Needle {
 impl CompiledDetection {
     /// Facts about the event that must hold for the detection to match (see [`Clauses`]).
     pub fn needle_clauses(&self) -> Clauses {
-        let mut clauses = self.expr_clauses(&self.condition);
-        if clauses.len() > 1 {
-            let others = clauses.split_off(1);
-            clauses.extend(others.into_iter().filter(|c| clause_rank(c) >= MIN_EXTRA_RANK));
-        }
+        let clauses = self.expr_clauses(&self.condition);
         clauses
+            .iter()
+            .enumerate()
+            .filter(|(i, c)| *i == 0 || clause_rank(c) >= MIN_EXTRA_RANK)
+            .map(|(_, c)| c.iter().map(Fact::to_needle).collect())
+            .collect()
     }
 
-    fn expr_clauses(&self, expr: &Expr) -> Clauses {
+    fn expr_clauses(&self, expr: &Expr) -> Facts<'_> {
         match expr {
             Expr::Search(i) => self.searches.get(*i).map(search_clauses).unwrap_or_default(),
             Expr::Not(_) => Vec::new(),
@@ -302,51 +323,74 @@ fn item_ints(item: &FieldItem, field: &str) -> Option<Vec<i64>> {
 
 /// How selective a clause is: that of its least selective fact (an empty clause never holds,
 /// and ranks above all).
-fn clause_rank(clause: &[Needle]) -> usize {
-    clause.iter().map(Needle::rank).min().unwrap_or(usize::MAX)
+fn clause_rank(clause: &[Fact<'_>]) -> usize {
+    clause.iter().map(Fact::rank).min().unwrap_or(usize::MAX)
 }
 
 /// The clauses of a conjunction: every conjunct's clauses are necessary; the most selective
 /// [`MAX_CLAUSES`] are kept, the first of them the most selective (the last such on a tie).
-fn strongest(clauses: impl Iterator<Item = Vec<Needle>>) -> Clauses {
-    let mut all: Clauses = clauses.collect();
-    let Some(best) = all.iter().enumerate().max_by_key(|(_, c)| clause_rank(c)).map(|(i, _)| i) else {
+fn strongest<'a>(clauses: impl Iterator<Item = Vec<Fact<'a>>>) -> Facts<'a> {
+    let mut all: Vec<(usize, Vec<Fact<'a>>)> = clauses.map(|c| (clause_rank(&c), c)).collect();
+    let Some(best) = all.iter().enumerate().max_by_key(|(_, (rank, _))| *rank).map(|(i, _)| i) else {
         return Vec::new();
     };
-    let first = all.remove(best);
+    let (_, first) = all.remove(best);
     if first.is_empty() {
         return vec![first];
     }
     // The rest by rank, most selective first (in order of appearance on a tie); a clause that
     // holds whenever a kept one does adds nothing.
-    all.sort_by_key(|c| std::cmp::Reverse(clause_rank(c)));
+    all.sort_by_key(|(rank, _)| std::cmp::Reverse(*rank));
     let mut out = vec![first];
-    for c in all {
+    for (_, c) in all {
         if out.len() == MAX_CLAUSES {
             break;
         }
-        if !out.iter().any(|kept| kept.iter().all(|n| c.contains(n))) {
+        if !out.iter().any(|kept| holds_all(&c, kept)) {
             out.push(c);
         }
     }
     out
 }
 
+/// Whether `clause` holds every fact of `kept`.
+fn holds_all(clause: &[Fact<'_>], kept: &[Fact<'_>]) -> bool {
+    if clause.len().saturating_mul(kept.len()) <= SMALL_PRODUCT {
+        return kept.iter().all(|n| clause.contains(n));
+    }
+    let facts: FastSet<&Fact<'_>> = clause.iter().collect();
+    kept.iter().all(|n| facts.contains(n))
+}
+
+/// Below this many pairs of facts, comparing each with each is cheaper than hashing.
+const SMALL_PRODUCT: usize = 256;
+
+type FastSet<T> = std::collections::HashSet<T, foldhash::fast::RandomState>;
+
 /// The clauses of a disjunction. If one alternative has none, neither has the whole. Else
 /// clause `j` joins every alternative's clause `j` (or its last, if it has fewer): whichever
 /// alternative holds, its clause `j` does.
-fn any_of(alternatives: impl Iterator<Item = Clauses>) -> Clauses {
-    let alternatives: Vec<Clauses> = alternatives.collect();
+fn any_of<'a>(alternatives: impl Iterator<Item = Facts<'a>>) -> Facts<'a> {
+    let alternatives: Vec<Facts<'a>> = alternatives.collect();
     if alternatives.iter().any(Vec::is_empty) {
         return Vec::new();
     }
     let width = alternatives.iter().map(Vec::len).max().unwrap_or(1);
     (0..width)
         .map(|j| {
-            let mut clause: Vec<Needle> = Vec::new();
-            for a in &alternatives {
-                for n in &a[j.min(a.len() - 1)] {
+            let parts = || alternatives.iter().map(|a| &a[j.min(a.len() - 1)]);
+            let total: usize = parts().map(Vec::len).sum();
+            let mut clause: Vec<Fact<'a>> = Vec::with_capacity(total);
+            if total.saturating_mul(total) <= SMALL_PRODUCT {
+                for n in parts().flatten() {
                     if !clause.contains(n) {
+                        clause.push(n.clone());
+                    }
+                }
+            } else {
+                let mut seen: FastSet<&Fact<'a>> = FastSet::default();
+                for n in parts().flatten() {
+                    if seen.insert(n) {
                         clause.push(n.clone());
                     }
                 }
@@ -356,7 +400,7 @@ fn any_of(alternatives: impl Iterator<Item = Clauses>) -> Clauses {
         .collect()
 }
 
-fn search_clauses(search: &Search) -> Clauses {
+fn search_clauses(search: &Search) -> Facts<'_> {
     match search {
         Search::All(items) => strongest(items.iter().flat_map(item_clauses)),
         Search::Any(maps) => any_of(maps.iter().map(|items| strongest(items.iter().flat_map(item_clauses)))),
@@ -366,9 +410,10 @@ fn search_clauses(search: &Search) -> Clauses {
 /// An item's clauses: one, of its values' literals (any one may match); for `|all`, one per
 /// value, each of which must be met. Without literals, the field's presence, if every way
 /// to match needs it.
-fn item_clauses(item: &FieldItem) -> Clauses {
-    let literal = |text: String| Needle::Literal { text, field: item.field.clone() };
-    let texts: Vec<Vec<String>> = if item.all {
+fn item_clauses(item: &FieldItem) -> Facts<'_> {
+    let field = item.field.as_deref();
+    let literal = |text| Fact::Literal { text, field };
+    let texts: Vec<Vec<Cow<'_, str>>> = if item.all {
         item.matchers.iter().filter_map(matcher_needles).collect()
     } else {
         item.matchers
@@ -385,7 +430,7 @@ fn item_clauses(item: &FieldItem) -> Clauses {
         Some(field) => {
             let needs = |m: &Matcher| needs_value(m);
             let present = if item.all { item.matchers.iter().any(needs) } else { item.matchers.iter().all(needs) };
-            if present { vec![vec![Needle::Present(field.clone())]] } else { Vec::new() }
+            if present { vec![vec![Fact::Present(field)]] } else { Vec::new() }
         }
         None => Vec::new(),
     }
@@ -414,14 +459,17 @@ fn usable(needle: &str) -> bool {
         && !matches!(needle, "true" | "false" | "null" | "inf" | "nan")
 }
 
-fn matcher_needles(m: &Matcher) -> Option<Vec<String>> {
+/// A matcher's literals, lowercase, one of which is in every text it matches; `None` when it
+/// has none.
+fn matcher_needles(m: &Matcher) -> Option<Vec<Cow<'_, str>>> {
     match m {
-        Matcher::Str { needle, .. } => {
-            let lower = needle.to_lowercase();
+        Matcher::Str { needle, cased, .. } => {
+            // A needle that is not `cased` was lowercased when compiled.
+            let lower = if *cased { Cow::Owned(needle.to_lowercase()) } else { Cow::Borrowed(&**needle) };
             usable(&lower).then(|| vec![lower])
         }
         Matcher::Glob { literal, .. } => {
-            literal.as_ref().map(|l| l.to_lowercase()).filter(|l| usable(l)).map(|l| vec![l])
+            literal.as_ref().map(|l| Cow::Owned(l.to_lowercase())).filter(|l| usable(l)).map(|l| vec![l])
         }
         Matcher::Any(ms) => {
             let mut out = Vec::new();
@@ -430,7 +478,7 @@ fn matcher_needles(m: &Matcher) -> Option<Vec<String>> {
             }
             Some(out)
         }
-        Matcher::Regex(re) => re.needles.as_ref().map(|n| n.to_vec()),
+        Matcher::Regex(re) => re.needles.as_ref().map(|n| n.iter().map(|t| Cow::Borrowed(t.as_str())).collect()),
         Matcher::Cidr(_) | Matcher::Cmp(..) | Matcher::Null | Matcher::Exists(_) | Matcher::FieldRef { .. } => None,
     }
 }

@@ -2,7 +2,7 @@
 //! data so that adding a channel or a field mapping is an edit to the table, not to code.
 
 use std::collections::BTreeMap;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use nigehban_event::{Event, Product};
 use serde::Deserialize;
@@ -60,8 +60,9 @@ struct OtherEntry {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Variant {
     /// Field → accepted values (lowercase text); every field must have one of its values.
-    pub conditions: Vec<(String, Vec<String>)>,
-    pub fields: BTreeMap<String, String>,
+    /// Shared by the rules of the log source, as are the renames.
+    pub conditions: Arc<[(String, Vec<String>)]>,
+    pub fields: Arc<BTreeMap<String, String>>,
 }
 
 impl Variant {
@@ -111,7 +112,7 @@ impl From<&VariantSpec> for Variant {
                 (k.clone(), values)
             })
             .collect();
-        Variant { conditions, fields: spec.fields.clone() }
+        Variant { conditions, fields: Arc::new(spec.fields.clone()) }
     }
 }
 
@@ -129,6 +130,11 @@ pub struct Resolved {
 /// The parsed log source table.
 pub struct LogSourceTable {
     table: Table,
+    /// The variants of each Windows category, of each Windows service, and of each entry of
+    /// `other`, built once: the rules of one log source share them.
+    categories: BTreeMap<String, Vec<Variant>>,
+    services: BTreeMap<String, Variant>,
+    others: Vec<Vec<Variant>>,
 }
 
 impl LogSourceTable {
@@ -139,7 +145,23 @@ impl LogSourceTable {
             // The table is part of the source tree and checked by a unit test, so a failure
             // here is a build defect, not an input error.
             let table = serde_saphyr::from_str::<Table>(TABLE).unwrap_or_else(|e| panic!("data/logsources.yml: {e}"));
-            LogSourceTable { table }
+            let categories = table
+                .windows_categories
+                .iter()
+                .map(|(name, specs)| (name.clone(), specs.iter().map(Variant::from).collect()))
+                .collect();
+            let services = table
+                .windows_services
+                .iter()
+                .map(|(name, channels)| {
+                    let channels = channels.iter().map(|c| c.to_lowercase()).collect();
+                    let variant =
+                        Variant { conditions: Arc::new([("Channel".into(), channels)]), fields: Arc::default() };
+                    (name.clone(), variant)
+                })
+                .collect();
+            let others = table.other.iter().map(|e| e.variants.iter().map(Variant::from).collect()).collect();
+            LogSourceTable { table, categories, services, others }
         })
     }
 
@@ -159,9 +181,9 @@ impl LogSourceTable {
         };
         if ls.product.as_deref() == Some("windows") {
             if let Some(cat) = &ls.category {
-                return match self.table.windows_categories.get(cat) {
-                    Some(specs) => {
-                        let mut variants: Vec<Variant> = specs.iter().map(Variant::from).collect();
+                return match self.categories.get(cat) {
+                    Some(variants) => {
+                        let mut variants = variants.clone();
                         if let Some(service) = &ls.service
                             && let Some(channels) = self.table.windows_services.get(service)
                         {
@@ -174,21 +196,14 @@ impl LogSourceTable {
                 };
             }
             if let Some(service) = &ls.service {
-                return match self.table.windows_services.get(service) {
-                    Some(channels) => Resolved {
-                        products,
-                        variants: vec![Variant {
-                            conditions: vec![("Channel".into(), channels.iter().map(|c| c.to_lowercase()).collect())],
-                            fields: BTreeMap::new(),
-                        }],
-                        unmapped: None,
-                    },
+                return match self.services.get(service) {
+                    Some(variant) => Resolved { products, variants: vec![variant.clone()], unmapped: None },
                     None => plain(Some(format!("service `{service}`"))),
                 };
             }
             return plain(None);
         }
-        for entry in &self.table.other {
+        for (entry, variants) in self.table.other.iter().zip(&self.others) {
             let get = |k: &str| entry.logsource.get(k).map(|s| s.to_lowercase());
             if get("product") == ls.product && get("category") == ls.category && get("service") == ls.service {
                 // A data set names its parser, whatever product the reader gave the event
@@ -196,7 +211,7 @@ impl LogSourceTable {
                 let by_dataset = entry.variants.iter().all(|v| v.conditions.keys().any(|k| k == "event.dataset"));
                 return Resolved {
                     products: if by_dataset { None } else { products },
-                    variants: entry.variants.iter().map(Variant::from).collect(),
+                    variants: variants.clone(),
                     unmapped: None,
                 };
             }
@@ -238,6 +253,6 @@ mod tests {
         assert!(r.unmapped.is_some());
         let r = t.resolve(&ls("zeek", None, Some("dns")));
         assert_eq!(r.products, Some(vec![Product::Zeek]));
-        assert_eq!(r.variants[0].conditions, vec![("_path".to_string(), vec!["dns".to_string()])]);
+        assert_eq!(&r.variants[0].conditions[..], &[("_path".to_string(), vec!["dns".to_string()])]);
     }
 }

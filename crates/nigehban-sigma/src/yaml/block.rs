@@ -33,7 +33,13 @@ pub fn documents(text: &str) -> Option<Vec<Value>> {
     }
     let open_end = !text.ends_with('\n');
     let body = if open_end { text } else { &text[..text.len() - 1] };
-    let lines: Vec<(usize, &str)> = body.split('\n').map(split_indent).collect();
+    let mut lines: Vec<(usize, &str)> = Vec::new();
+    let mut from = 0;
+    for end in memchr::memchr_iter(b'\n', body.as_bytes()) {
+        lines.push(split_indent(body.get(from..end)?));
+        from = end + 1;
+    }
+    lines.push(split_indent(body.get(from..)?));
     let mut reader = Reader { lines: Vec::new(), pos: 0, nodes: 0, open_end: false };
     let mut docs = Vec::new();
     let mut start = 0;
@@ -67,7 +73,12 @@ pub fn documents(text: &str) -> Option<Vec<Value>> {
 /// Only characters that need no thought: printable, no tab, no carriage return, no byte order
 /// mark or other line or paragraph separator.
 fn plain_text(text: &str) -> bool {
-    if text.bytes().all(|b| b == b'\n' || (b' '..=b'~').contains(&b)) {
+    let plain = |b: u8| b == b'\n' || (b' '..=b'~').contains(&b);
+    // Tested 32 bytes at a time without a branch per byte, which the compiler vectorizes.
+    let mut chunks = text.as_bytes().chunks_exact(32);
+    let ascii = chunks.by_ref().all(|c| c.iter().fold(true, |all, &b| all & plain(b)))
+        && chunks.remainder().iter().all(|&b| plain(b));
+    if ascii {
         return true;
     }
     text.chars().all(|c| {
