@@ -641,7 +641,39 @@ fn render(
 }
 
 fn json_str(out: &mut Vec<u8>, s: &str) -> io::Result<()> {
+    // Most texts hold nothing that JSON escapes: those are copied as they are, between quotes.
+    if !needs_escape(s.as_bytes()) {
+        out.reserve(s.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+        return Ok(());
+    }
     serde_json::to_writer(out, s).map_err(io::Error::other)
+}
+
+/// Whether `text` holds a byte that a JSON string escapes: a control character (below
+/// 0x20), `"` or `\`. Eight bytes at a time: a byte is below 0x20 when subtracting 0x20
+/// borrows from its top bit while the byte's own top bit is clear, and is `"` or `\` when
+/// its exclusive or with that character is zero.
+fn needs_escape(text: &[u8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let zero = |w: u64| w.wrapping_sub(ONES) & !w & HIGH;
+    let special = |w: u64| {
+        (w.wrapping_sub(ONES * 0x20) & !w & HIGH)
+            | zero(w ^ (ONES * u64::from(b'"')))
+            | zero(w ^ (ONES * u64::from(b'\\')))
+    };
+    let mut chunks = text.chunks_exact(8);
+    for c in &mut chunks {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(c);
+        if special(u64::from_le_bytes(w)) != 0 {
+            return true;
+        }
+    }
+    chunks.remainder().iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\')
 }
 
 fn json_string(s: &str) -> io::Result<Vec<u8>> {
@@ -971,5 +1003,26 @@ mod tests {
             .unwrap();
         assert_eq!(out.len(), 9000);
         out
+    }
+
+    /// Texts are written as serde_json writes them, whether they hold a character to escape
+    /// or not, wherever it is (in the eight-byte words or the rest).
+    #[test]
+    fn strings_are_written_as_serde_json_writes_them() {
+        let mut texts: Vec<String> =
+            vec![String::new(), "plain".into(), "C:\\Windows\\x.exe".into(), "é ü 漢字 🙂".into()];
+        for c in (0u8..0x80).map(char::from).chain(['\u{7f}', '\u{80}', '\u{2028}', 'é']) {
+            for at in [0, 3, 7, 8, 12, 15, 16, 20] {
+                let mut t: String = "abcdefghijklmnopqrstu".chars().take(at).collect();
+                t.push(c);
+                t.push_str("xyz");
+                texts.push(t);
+            }
+        }
+        for t in texts {
+            let mut ours = Vec::new();
+            json_str(&mut ours, &t).unwrap();
+            assert_eq!(String::from_utf8(ours).unwrap(), serde_json::to_string(&t).unwrap(), "{t:?}");
+        }
     }
 }

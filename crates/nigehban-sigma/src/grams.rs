@@ -87,12 +87,16 @@ impl GramSet {
         // How many literals hold each piece: a piece many literals share (`get-`, `.exe`,
         // `powe`) is common in the texts searched too, so each literal is anchored by the piece
         // fewest others hold, and among those by the rarest bytes.
-        let mut shared: HashMap<u32, u32, foldhash::fast::RandomState> = HashMap::default();
+        let pieces: usize = literals.iter().map(|l| l.len().saturating_sub(ANCHOR - 1)).sum();
+        let mut shared: HashMap<u32, u32, foldhash::fast::RandomState> =
+            HashMap::with_capacity_and_hasher(pieces, foldhash::fast::RandomState::default());
+        let mut grams: Vec<u32> = Vec::new();
         for l in literals.iter().filter(|l| l.len() >= ANCHOR) {
-            let mut grams: Vec<u32> = l.windows(ANCHOR).map(gram).collect();
+            grams.clear();
+            grams.extend(l.windows(ANCHOR).map(gram));
             grams.sort_unstable();
             grams.dedup();
-            for g in grams {
+            for &g in &grams {
                 *shared.entry(g).or_default() += 1;
             }
         }
