@@ -184,10 +184,10 @@ impl LogSourceTable {
                 return match self.categories.get(cat) {
                     Some(variants) => {
                         let mut variants = variants.clone();
-                        if let Some(service) = &ls.service
-                            && let Some(channels) = self.table.windows_services.get(service)
+                        // The service's channels, lowercased once with its variant.
+                        if let Some(ch) =
+                            ls.service.as_ref().and_then(|s| self.services.get(s)).and_then(Variant::channels)
                         {
-                            let ch: Vec<String> = channels.iter().map(|c| c.to_lowercase()).collect();
                             variants.retain(|v| v.channels().is_none_or(|c| c.iter().any(|x| ch.contains(x))));
                         }
                         Resolved { products, variants, unmapped: None }
