@@ -109,8 +109,9 @@ pub struct Event {
     pub format: &'static str,
     fields: Vec<Field>,
     /// A hash table of field positions by ASCII-case-folded name, built on the first lookup
-    /// and dropped by every change, so that a rule's many lookups cost one probe each.
-    index: OnceLock<Box<[u64]>>,
+    /// (or taken from an event of the same names, see [`index_of`]) and dropped by every
+    /// change, so that a rule's many lookups cost one probe each.
+    index: OnceLock<FieldLayout>,
     /// The original record, kept for evidence: the JSON rendering of an EVTX record, the line
     /// of a text log, the JSON object of a JSON log.
     pub raw: Box<str>,
@@ -190,20 +191,13 @@ impl Event {
         self.find(&key.name, &key.lower, key.hash)
     }
 
+    /// The event's field names, in their order, as one value (see [`FieldLayout`]).
+    pub fn layout(&self) -> &FieldLayout {
+        self.index.get_or_init(|| index_of(&self.fields))
+    }
+
     fn find(&self, name: &str, lower: &str, hash: u64) -> Option<usize> {
-        let slots = self.index.get_or_init(|| {
-            let len = (self.fields.len() * 2).next_power_of_two().max(8);
-            let mut slots = vec![EMPTY; len];
-            for (i, f) in self.fields.iter().enumerate() {
-                let hash = fold_hash(&f.name);
-                let mut at = hash as usize & (len - 1);
-                while slots[at] != EMPTY {
-                    at = (at + 1) & (len - 1);
-                }
-                slots[at] = slot(hash, i as u32);
-            }
-            slots.into_boxed_slice()
-        });
+        let slots = &self.layout().0;
         let mask = slots.len() - 1;
         let mut at = hash as usize & mask;
         let tag = slot(hash, 0) & TAG;
@@ -285,6 +279,163 @@ impl Event {
             .iter()
             .find_map(|n| self.get_exact(n).and_then(Value::as_text))
     }
+}
+
+/// An event's field names, in their order, as one value: two events whose layouts are the
+/// same ([`FieldLayout::same`]) have the same names in the same order, so every lookup gives
+/// the same position in both, and what a caller found in one holds for the other. (Two
+/// events with the same names may still have layouts that are not the same: the converse
+/// does not hold.) Holding a layout keeps it from being taken for another's.
+///
+/// It is the event's field index: an event whose names change drops it, and the events of
+/// one thread that have the same names share one (see [`index_of`]).
+#[derive(Clone, Debug)]
+pub struct FieldLayout(Arc<[u64]>);
+
+impl FieldLayout {
+    pub fn same(&self, other: &FieldLayout) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+
+    /// A number that tells the layouts held at one time apart (for hashing).
+    pub fn id(&self) -> usize {
+        self.0.as_ptr() as usize
+    }
+}
+
+/// The field index of an event with these fields (see [`Event::find`]).
+///
+/// It depends on the names alone, in their order, and events of one kind repeat them: every
+/// Sysmon process creation has the same fields, in the same order. So each thread keeps the
+/// indexes of the last [`LAYOUTS`] name sequences it indexed, and an event whose names are
+/// those of one of them (compared byte for byte, which costs a fifth of hashing them into a
+/// new table) shares its index.
+fn index_of(fields: &[Field]) -> FieldLayout {
+    let mut names = 0usize;
+    for f in fields {
+        names += f.name.len();
+    }
+    if fields.len() > MAX_LAYOUT_FIELDS || names > MAX_LAYOUT_BYTES {
+        return FieldLayout(build_index(fields));
+    }
+    let key = (fields.len() as u64) << 32 | names as u64;
+    INDEXED.with(|cell| {
+        let Ok(mut layouts) = cell.try_borrow_mut() else { return FieldLayout(build_index(fields)) };
+        if let Some(layout) = layouts.entries.iter().find(|l| l.key == key && l.holds(fields)) {
+            return layout.index.clone();
+        }
+        let index = build_index(fields);
+        layouts.remember(key, fields, index.clone());
+        FieldLayout(index)
+    })
+}
+
+/// A thread's recently indexed name sequences.
+#[derive(Default)]
+struct Layouts {
+    entries: Vec<Indexed>,
+    /// The entry replaced next once all [`LAYOUTS`] are taken.
+    next: usize,
+}
+
+/// One name sequence and its index.
+struct Indexed {
+    /// The number of names and their total length, compared first.
+    key: u64,
+    /// The names, one after another, and the length of each.
+    names: Box<[u8]>,
+    lens: Box<[u32]>,
+    index: FieldLayout,
+}
+
+/// Name sequences a thread remembers: an EVTX file's events mostly share a dozen.
+const LAYOUTS: usize = 16;
+/// Events with more fields, or longer names in all, are indexed afresh each time.
+const MAX_LAYOUT_FIELDS: usize = 256;
+const MAX_LAYOUT_BYTES: usize = 8 << 10;
+
+thread_local! {
+    static INDEXED: std::cell::RefCell<Layouts> = std::cell::RefCell::new(Layouts::default());
+}
+
+impl Layouts {
+    fn remember(&mut self, key: u64, fields: &[Field], index: Arc<[u64]>) {
+        let mut names = Vec::with_capacity((key & u64::from(u32::MAX)) as usize);
+        let mut lens = Vec::with_capacity(fields.len());
+        for f in fields {
+            names.extend_from_slice(f.name.as_bytes());
+            lens.push(f.name.len() as u32);
+        }
+        let layout = Indexed { key, names: names.into(), lens: lens.into(), index: FieldLayout(index) };
+        if self.entries.len() < LAYOUTS {
+            self.entries.push(layout);
+        } else if let Some(slot) = self.entries.get_mut(self.next) {
+            *slot = layout;
+            self.next = (self.next + 1) % LAYOUTS;
+        }
+    }
+}
+
+impl Indexed {
+    /// Whether `fields` have exactly these names, in this order (the caller has compared
+    /// their number and total length).
+    fn holds(&self, fields: &[Field]) -> bool {
+        let mut rest: &[u8] = &self.names;
+        for (f, &len) in fields.iter().zip(self.lens.iter()) {
+            let name = f.name.as_bytes();
+            if name.len() != len as usize {
+                return false;
+            }
+            match rest.split_at_checked(name.len()) {
+                Some((stored, tail)) if same_bytes(stored, name) => rest = tail,
+                _ => return false,
+            }
+        }
+        true
+    }
+}
+
+/// `a == b`, with the short texts field names are compared a word at a time (the last word
+/// overlapping the one before) rather than by a call to `memcmp`.
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    let words = |x: &[u8], y: &[u8]| match (x.first_chunk::<8>(), y.first_chunk::<8>()) {
+        (Some(x), Some(y)) => u64::from_le_bytes(*x) == u64::from_le_bytes(*y),
+        _ => false,
+    };
+    if n >= 8 {
+        let mut at = 0;
+        while at + 8 < n {
+            if !words(&a[at..], &b[at..]) {
+                return false;
+            }
+            at += 8;
+        }
+        return words(&a[n - 8..], &b[n - 8..]);
+    }
+    match (a.first_chunk::<4>(), b.first_chunk::<4>(), a.last_chunk::<4>(), b.last_chunk::<4>()) {
+        (Some(ah), Some(bh), Some(at), Some(bt)) => ah == bh && at == bt,
+        _ => a.first() == b.first() && a.get(n / 2) == b.get(n / 2) && a.last() == b.last(),
+    }
+}
+
+/// A new field index: each field's slot, found by its name's hash, with open addressing in a
+/// table at least half free.
+fn build_index(fields: &[Field]) -> Arc<[u64]> {
+    let len = (fields.len() * 2).next_power_of_two().max(8);
+    let mut slots = vec![EMPTY; len];
+    for (i, f) in fields.iter().enumerate() {
+        let hash = fold_hash(&f.name);
+        let mut at = hash as usize & (len - 1);
+        while slots[at] != EMPTY {
+            at = (at + 1) & (len - 1);
+        }
+        slots[at] = slot(hash, i as u32);
+    }
+    slots.into()
 }
 
 /// A free slot of an event's field index. A used one holds a field's position in its low 32
@@ -401,6 +552,104 @@ mod tests {
         assert_eq!(e.lookup_position(&FieldKey::new("image")), Some(2));
         assert_eq!(e.lookup(&FieldKey::new("F99")), Some(&Value::Int(99)));
         assert_eq!(e.lookup(&FieldKey::new("F100")), None);
+    }
+
+    fn event_named(names: &[&str]) -> Event {
+        let mut e = Event::new(Source::file("x"), Position::Line(1), Product::Windows, "evtx");
+        // Duplicates kept, as the codec restores them.
+        e.extend_fields(
+            names.iter().enumerate().map(|(i, n)| Field { name: (*n).into(), value: Value::Int(i as i64) }),
+        );
+        e
+    }
+
+    /// Events with the same names in the same order share one index; events whose names differ
+    /// in any byte, in order or in where one ends, with the same count and total length (what
+    /// is compared first), each get their own, and every lookup answers as a fresh index does.
+    #[test]
+    fn events_of_one_layout_share_an_index() {
+        let a = event_named(&["Channel", "EventID", "CommandLine", "Image"]);
+        let b = event_named(&["Channel", "EventID", "CommandLine", "Image"]);
+        let layouts: [&[&str]; 6] = [
+            &["Channel", "EventID", "CommandLine", "Image"],
+            &["Channel", "EventID", "Image", "CommandLine"],
+            &["Channel", "EventID", "CommandLinf", "Image"],
+            &["Channel", "EventID", "CommandLineI", "mage"],
+            &["channel", "EventID", "CommandLine", "Image"],
+            &["Channel", "EventID", "Image", "Image", "CommandLine"],
+        ];
+        assert_eq!(a.lookup(&FieldKey::new("image")), Some(&Value::Int(3)));
+        assert_eq!(b.lookup(&FieldKey::new("image")), Some(&Value::Int(3)));
+        assert!(a.layout().same(b.layout()));
+        // A clone keeps the layout until its names change; a changed value changes no name.
+        let mut c = a.clone();
+        assert!(c.layout().same(a.layout()));
+        c.set("Image", Value::str("other"));
+        assert!(c.layout().same(a.layout()));
+        c.set("ParentImage", Value::str("p"));
+        assert!(!c.layout().same(a.layout()));
+        assert_eq!(c.lookup_position(&FieldKey::new("parentimage")), Some(4));
+        for names in layouts {
+            let e = event_named(names);
+            let mut probes: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+            probes.extend(
+                ["IMAGE", "commandline", "commandlinei", "Mage", "Channel", "channel", "Absent"].map(String::from),
+            );
+            for p in &probes {
+                let key = FieldKey::new(p);
+                let fresh = FieldLayout(build_index(&e.fields));
+                let expected = {
+                    let f = Event { index: OnceLock::from(fresh), ..e.clone() };
+                    f.lookup_position(&key)
+                };
+                assert_eq!(e.lookup_position(&key), expected, "{names:?} {p}");
+            }
+        }
+        let exact = event_named(&["channel", "EventID", "CommandLine", "Image"]);
+        assert_eq!(exact.lookup(&FieldKey::new("Channel")), Some(&Value::Int(0)));
+        assert!(!exact.layout().same(a.layout()));
+    }
+
+    proptest::proptest! {
+        /// Whatever names events have, and in whatever order they come, a lookup answers as an
+        /// index built for the event alone does (names from a small alphabet, so that layouts
+        /// often agree in count and length but not in bytes).
+        #[test]
+        fn shared_indexes_answer_as_fresh_ones(
+            events in proptest::collection::vec(proptest::collection::vec("[aAbB.]{0,10}", 0..12), 1..40),
+            probes in proptest::collection::vec("[aAbB.]{0,10}", 1..8),
+        ) {
+            for names in &events {
+                let names: Vec<&str> = names.iter().map(String::as_str).collect();
+                let e = event_named(&names);
+                let alone = Event { index: OnceLock::from(FieldLayout(build_index(&e.fields))), ..e.clone() };
+                for p in probes.iter().chain(events.iter().flatten()) {
+                    let key = FieldKey::new(p);
+                    proptest::prop_assert_eq!(e.lookup_position(&key), alone.lookup_position(&key));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn same_bytes_is_equality() {
+        let texts: Vec<Vec<u8>> = (0..40)
+            .flat_map(|n| {
+                let base: Vec<u8> = (0..n).map(|i| b'a' + (i % 26) as u8).collect();
+                let mut out = vec![base.clone()];
+                for at in 0..n {
+                    let mut changed = base.clone();
+                    changed[at] ^= 0x20;
+                    out.push(changed);
+                }
+                out
+            })
+            .collect();
+        for a in &texts {
+            for b in &texts {
+                assert_eq!(same_bytes(a, b), a == b, "{a:?} {b:?}");
+            }
+        }
     }
 
     #[test]

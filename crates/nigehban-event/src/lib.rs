@@ -9,6 +9,6 @@ mod event;
 pub mod read;
 mod value;
 
-pub use event::{Event, Field, FieldKey, Position, Product, Source};
+pub use event::{Event, Field, FieldKey, FieldLayout, Position, Product, Source};
 pub use read::{Diagnostic, Format, Item};
 pub use value::{Text, Value};

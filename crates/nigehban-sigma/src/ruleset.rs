@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use aho_corasick::{Anchored, MatchKind};
-use nigehban_event::{Event, FieldKey, Product, Value};
+use nigehban_event::{Event, FieldKey, FieldLayout, Product, Value};
 
 use crate::Error;
 use crate::compile::{Clauses, CompiledDetection, Needle, Regexes};
@@ -345,6 +345,8 @@ struct Plan {
     anywhere: Option<Scanner>,
     /// Events that met the bucket, counted up to [`BUSY_BUCKET`].
     events: AtomicU32,
+    /// Tells this plan's entries in the threads' [`FOUND`] caches apart from other plans'.
+    id: u64,
 }
 
 struct FieldScan {
@@ -432,7 +434,38 @@ impl Plan {
             fields: scans.into(),
             anywhere,
             events: AtomicU32::new(0),
+            id: NEXT_PLAN.fetch_add(1, Ordering::Relaxed),
         }
+    }
+
+    /// Calls `f` with the positions of the plan's fields in `event` (in the order of
+    /// `self.fields`; [`ABSENT`] for a field it lacks). Events of one layout have their
+    /// fields at the same positions, so each thread keeps what it found for a plan and a layout
+    /// (in a table of [`FOUND_SLOTS`], by both): an event of the layout before is then not
+    /// looked up field by field.
+    fn with_positions<R>(&self, event: &Event, f: impl FnOnce(&[u32]) -> R) -> R {
+        let layout = event.layout();
+        let find = || -> Box<[u32]> {
+            self.fields.iter().map(|s| event.lookup_position(&s.key).map_or(ABSENT, |at| at as u32)).collect()
+        };
+        FOUND.with(|cell| {
+            let Ok(mut found) = cell.try_borrow_mut() else { return f(&find()) };
+            if found.is_empty() {
+                found.resize_with(FOUND_SLOTS, || None);
+            }
+            let hash = (self.id ^ (layout.id() as u64).rotate_left(32)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            let Some(slot) = found.get_mut((hash >> (64 - FOUND_SLOTS.trailing_zeros())) as usize) else {
+                return f(&find());
+            };
+            match slot {
+                Some(e) if e.plan == self.id && e.layout.same(layout) => {}
+                _ => *slot = Some(Found { plan: self.id, layout: layout.clone(), positions: find() }),
+            }
+            match slot {
+                Some(e) => f(&e.positions),
+                None => f(&find()),
+            }
+        })
     }
 
     /// Whether the variant at bucket position `at` may match: its first clause's slot is
@@ -455,25 +488,27 @@ impl Plan {
         // The fields whose values were already searched for the keyword literals.
         let mut covered = [usize::MAX; MAX_COVERED];
         let mut n_covered = 0;
-        for f in self.fields.iter() {
-            let Some(at) = event.lookup_position(&f.key) else { continue };
-            let value = &event.fields()[at].value;
-            if f.covers_anywhere && n_covered < MAX_COVERED {
-                covered[n_covered] = at;
-                n_covered += 1;
+        self.with_positions(event, |positions| {
+            for (f, &at) in self.fields.iter().zip(positions) {
+                let Some(field) = event.fields().get(at as usize) else { continue };
+                let value = &field.value;
+                if f.covers_anywhere && n_covered < MAX_COVERED {
+                    covered[n_covered] = at as usize;
+                    n_covered += 1;
+                }
+                if !value.is_null() {
+                    mark(&f.present, possible);
+                }
+                if let Some(scanner) = &f.scanner {
+                    value.for_each_scalar(&mut |v| {
+                        if let Value::Str(t) = v {
+                            scanner.scan(t.lower().as_bytes(), possible);
+                        }
+                        false
+                    });
+                }
             }
-            if !value.is_null() {
-                mark(&f.present, possible);
-            }
-            if let Some(scanner) = &f.scanner {
-                value.for_each_scalar(&mut |v| {
-                    if let Value::Str(t) = v {
-                        scanner.scan(t.lower().as_bytes(), possible);
-                    }
-                    false
-                });
-            }
-        }
+        });
         if let Some(anywhere) = &self.anywhere {
             // Keyword literals may be anywhere: every string value long enough to hold one,
             // joined by a byte that no literal holds (0xFF is never in UTF-8), so that no
@@ -497,6 +532,29 @@ impl Plan {
             });
         }
     }
+}
+
+/// What a thread found of one plan's fields in events of one layout (see
+/// [`Plan::with_positions`]). Holding the layout keeps its id from being another's.
+struct Found {
+    plan: u64,
+    layout: FieldLayout,
+    positions: Box<[u32]>,
+}
+
+/// The position of a field an event lacks.
+const ABSENT: u32 = u32::MAX;
+
+/// Entries of a thread's [`FOUND`] table (a power of two): a bucket's events have a few
+/// layouts, and some hundred buckets meet events.
+const FOUND_SLOTS: usize = 1 << 10;
+
+/// Numbers the plans built (see [`Plan::id`]).
+static NEXT_PLAN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+thread_local! {
+    /// Where plans' fields were found in events of a layout, by plan and layout.
+    static FOUND: std::cell::RefCell<Vec<Option<Found>>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// A field searched for this many literals or more is searched for the keyword literals in
@@ -963,6 +1021,46 @@ mod tests {
                 let expected: Vec<RuleId> = expected.iter().map(|&i| RuleId(i)).collect();
                 assert_eq!(got, expected, "round {round}, {fields:?}");
                 assert_eq!(all, expected, "round {round}, {fields:?}");
+            }
+        }
+    }
+
+    /// Events of one bucket with their fields in different places (other layouts), in turn:
+    /// where a plan found its fields in one layout is never taken for another's, whether the
+    /// field moved, changed case, or went missing.
+    #[test]
+    fn fields_are_found_in_every_layout_of_a_bucket() {
+        let mut b = RuleSetBuilder::new();
+        b.add_yaml(
+            "img.yml",
+            "title: Img\nlogsource: {product: windows}\ndetection:\n  a:\n    Image|endswith: '\\tool.exe'\n  condition: a\n",
+        );
+        b.add_yaml(
+            "cli.yml",
+            "title: Cli\nlogsource: {product: windows}\ndetection:\n  a:\n    CommandLine|contains: ' -secret '\n  condition: a\n",
+        );
+        let rs = b.build();
+        let (tool, cli) = ("C:\\x\\tool.exe", "run -secret now");
+        type Case<'a> = (Vec<(&'a str, &'a str)>, Vec<u32>);
+        let cases: Vec<Case> = vec![
+            (vec![("Image", tool), ("CommandLine", cli)], vec![0, 1]),
+            (vec![("CommandLine", cli), ("Image", tool)], vec![0, 1]),
+            (vec![("Image", "C:\\x\\other.exe"), ("CommandLine", cli)], vec![1]),
+            (vec![("CommandLine", "quiet"), ("Image", tool)], vec![0]),
+            (vec![("image", tool), ("X", cli)], vec![0]),
+            (vec![("X", tool), ("commandline", cli)], vec![1]),
+            (vec![("X", tool), ("Y", cli)], vec![]),
+            (vec![("Y", cli)], vec![]),
+            (vec![("Pad", "p"), ("Pad2", "q"), ("Image", tool)], vec![0]),
+        ];
+        for round in 0..2 * BUSY_BUCKET as usize / cases.len() + 2 {
+            for (fields, expected) in &cases {
+                let event = windows_event("Application", 1, fields);
+                let mut got = Vec::new();
+                rs.matches(&event, &mut got);
+                got.sort();
+                let expected: Vec<RuleId> = expected.iter().map(|&i| RuleId(i)).collect();
+                assert_eq!(got, expected, "round {round}, {fields:?}");
             }
         }
     }
