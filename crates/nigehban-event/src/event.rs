@@ -382,43 +382,12 @@ impl Indexed {
     fn holds(&self, fields: &[Field]) -> bool {
         let mut rest: &[u8] = &self.names;
         for (f, &len) in fields.iter().zip(self.lens.iter()) {
-            let name = f.name.as_bytes();
-            if name.len() != len as usize {
-                return false;
-            }
-            match rest.split_at_checked(name.len()) {
-                Some((stored, tail)) if same_bytes(stored, name) => rest = tail,
+            match rest.split_at_checked(len as usize) {
+                Some((stored, tail)) if stored == f.name.as_bytes() => rest = tail,
                 _ => return false,
             }
         }
         true
-    }
-}
-
-/// `a == b`, with the short texts field names are compared a word at a time (the last word
-/// overlapping the one before) rather than by a call to `memcmp`.
-fn same_bytes(a: &[u8], b: &[u8]) -> bool {
-    let n = a.len();
-    if n != b.len() {
-        return false;
-    }
-    let words = |x: &[u8], y: &[u8]| match (x.first_chunk::<8>(), y.first_chunk::<8>()) {
-        (Some(x), Some(y)) => u64::from_le_bytes(*x) == u64::from_le_bytes(*y),
-        _ => false,
-    };
-    if n >= 8 {
-        let mut at = 0;
-        while at + 8 < n {
-            if !words(&a[at..], &b[at..]) {
-                return false;
-            }
-            at += 8;
-        }
-        return words(&a[n - 8..], &b[n - 8..]);
-    }
-    match (a.first_chunk::<4>(), b.first_chunk::<4>(), a.last_chunk::<4>(), b.last_chunk::<4>()) {
-        (Some(ah), Some(bh), Some(at), Some(bt)) => ah == bh && at == bt,
-        _ => a.first() == b.first() && a.get(n / 2) == b.get(n / 2) && a.last() == b.last(),
     }
 }
 
@@ -627,27 +596,6 @@ mod tests {
                     let key = FieldKey::new(p);
                     proptest::prop_assert_eq!(e.lookup_position(&key), alone.lookup_position(&key));
                 }
-            }
-        }
-    }
-
-    #[test]
-    fn same_bytes_is_equality() {
-        let texts: Vec<Vec<u8>> = (0..40)
-            .flat_map(|n| {
-                let base: Vec<u8> = (0..n).map(|i| b'a' + (i % 26) as u8).collect();
-                let mut out = vec![base.clone()];
-                for at in 0..n {
-                    let mut changed = base.clone();
-                    changed[at] ^= 0x20;
-                    out.push(changed);
-                }
-                out
-            })
-            .collect();
-        for a in &texts {
-            for b in &texts {
-                assert_eq!(same_bytes(a, b), a == b, "{a:?} {b:?}");
             }
         }
     }
