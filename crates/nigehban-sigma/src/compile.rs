@@ -13,7 +13,8 @@ use std::sync::{Arc, OnceLock};
 use ipnet::IpNet;
 use memchr::memmem;
 use nigehban_event::{Event, FieldKey, Value};
-use regex::{Regex, RegexBuilder};
+use regex_automata::meta::Regex;
+use regex_syntax::hir::Hir;
 use serde_json::Value as Json;
 
 use crate::Error;
@@ -593,6 +594,10 @@ pub struct Regexes(HashMap<(String, [bool; 3]), Arc<LazyRegex>>);
 /// tens of kilobytes each), and most rules never meet an event their literals let through.
 /// Only expressions that cannot exceed the size limit wait ([`DEFERRED_REGEX_BOUND`]): so an
 /// expression that could not be compiled is still reported with its rule at load.
+///
+/// A rule only asks whether a value holds a match, never where it is, so what is compiled is
+/// the expression cut to what decides that ([`for_is_match`]): `-k\s\w{1,64}(\s?-p)?`
+/// becomes `-k\s\w`, one copy of `\w`'s automaton rather than 64.
 #[derive(Clone, Debug)]
 pub struct LazyRegex {
     pattern: Box<str>,
@@ -607,34 +612,23 @@ impl LazyRegex {
     /// Checks `pattern` and compiles it now if it could be large. The error is the regular
     /// expression library's message.
     fn new(pattern: &str, case_insensitive: bool, multi_line: bool, dot_all: bool) -> Result<LazyRegex, String> {
-        let hir = regex_syntax::ParserBuilder::new()
-            .case_insensitive(case_insensitive)
-            .multi_line(multi_line)
-            .dot_matches_new_line(dot_all)
-            .build()
-            .parse(pattern)
-            .map_err(|e| e.to_string())?;
+        let flags = [case_insensitive, multi_line, dot_all];
+        let hir = parse_regex(pattern, flags)?;
         let re = LazyRegex {
             pattern: pattern.into(),
-            flags: [case_insensitive, multi_line, dot_all],
+            flags,
             compiled: OnceLock::new(),
             needles: regex_needles(&hir).map(Vec::into_boxed_slice),
         };
+        let hir = for_is_match(hir);
         if hir_size_bound(&hir) >= DEFERRED_REGEX_BOUND {
-            let compiled = re.build().map_err(|e| e.to_string())?;
-            let _ = re.compiled.set(Some(compiled));
+            let _ = re.compiled.set(Some(build_regex(&hir)?));
         }
         Ok(re)
     }
 
-    fn build(&self) -> Result<Regex, regex::Error> {
-        let [i, m, s] = self.flags;
-        RegexBuilder::new(&self.pattern)
-            .case_insensitive(i)
-            .multi_line(m)
-            .dot_matches_new_line(s)
-            .size_limit(REGEX_SIZE_LIMIT)
-            .build()
+    fn build(&self) -> Result<Regex, String> {
+        build_regex(&for_is_match(parse_regex(&self.pattern, self.flags)?))
     }
 
     fn is_match(&self, text: &str) -> bool {
@@ -642,6 +636,95 @@ impl LazyRegex {
         // fail here.
         self.compiled.get_or_init(|| self.build().ok()).as_ref().is_some_and(|re| re.is_match(text))
     }
+}
+
+/// `pattern` parsed with the flags `i`, `m`, `s`; the error is the parser's message.
+fn parse_regex(pattern: &str, [i, m, s]: [bool; 3]) -> Result<Hir, String> {
+    regex_syntax::ParserBuilder::new()
+        .case_insensitive(i)
+        .multi_line(m)
+        .dot_matches_new_line(s)
+        .build()
+        .parse(pattern)
+        .map_err(|e| e.to_string())
+}
+
+/// Compiles `hir` as the `regex` crate compiles a pattern (leftmost-first, no empty match
+/// inside a character), within [`REGEX_SIZE_LIMIT`].
+fn build_regex(hir: &Hir) -> Result<Regex, String> {
+    let config = Regex::config()
+        .match_kind(regex_automata::MatchKind::LeftmostFirst)
+        .utf8_empty(true)
+        .nfa_size_limit(Some(REGEX_SIZE_LIMIT))
+        .hybrid_cache_capacity(2 * (1 << 20));
+    Regex::builder().configure(config).build_from_hir(hir).map_err(|e| match e.size_limit() {
+        Some(limit) => format!("compiled regex exceeds size limit of {limit} bytes"),
+        None => e.to_string(),
+    })
+}
+
+/// An expression that some part of a text matches exactly when some part of it matches
+/// `hir`, cut to the least such a part must hold: what may match nothing at either end is
+/// left out (`.*`, `(\s?-p)?`), and a repetition there keeps its least count (`\w{1,64}`
+/// is `\w`), since a text holding a match holds that much of it, and that much is a
+/// match. Parts that look at the text around them (`^`, `$`, `\b`) are kept, and so is
+/// what lies between them and the rest of the expression (`foo\s*$` stays whole).
+fn for_is_match(hir: Hir) -> Hir {
+    trim_ends(hir, true, true)
+}
+
+/// [`for_is_match`] at the start of `hir`, its end, or both.
+fn trim_ends(hir: Hir, start: bool, end: bool) -> Hir {
+    use regex_syntax::hir::{HirKind, Repetition};
+    if !start && !end {
+        return hir;
+    }
+    if matches_nothing_anywhere(&hir) {
+        return Hir::empty();
+    }
+    match hir.into_kind() {
+        HirKind::Capture(c) => trim_ends(*c.sub, start, end),
+        HirKind::Repetition(r) if r.min == 1 => trim_ends(*r.sub, start, end),
+        HirKind::Repetition(r) if r.max != Some(r.min) => {
+            Hir::repetition(Repetition { min: r.min, max: Some(r.min), greedy: r.greedy, sub: r.sub })
+        }
+        HirKind::Concat(mut items) => {
+            if end {
+                while items.last().is_some_and(matches_nothing_anywhere) {
+                    items.pop();
+                }
+            }
+            if start {
+                let optional = items.iter().take_while(|h| matches_nothing_anywhere(h)).count();
+                items.drain(..optional);
+            }
+            if items.len() == 1 {
+                return items.pop().map_or_else(Hir::empty, |h| trim_ends(h, start, end));
+            }
+            if let Some(last) = items.pop() {
+                items.push(trim_ends(last, false, end));
+            }
+            if !items.is_empty() {
+                let first = items.remove(0);
+                items.insert(0, trim_ends(first, start, false));
+            }
+            Hir::concat(items)
+        }
+        HirKind::Alternation(alternatives) => {
+            Hir::alternation(alternatives.into_iter().map(|h| trim_ends(h, start, end)).collect())
+        }
+        HirKind::Repetition(r) => Hir::repetition(r),
+        HirKind::Empty => Hir::empty(),
+        HirKind::Literal(l) => Hir::literal(l.0),
+        HirKind::Class(c) => Hir::class(c),
+        HirKind::Look(l) => Hir::look(l),
+    }
+}
+
+/// Whether `hir` matches the empty text wherever it is looked for: it may match nothing,
+/// and nothing in it looks at the text around it.
+fn matches_nothing_anywhere(hir: &Hir) -> bool {
+    hir.properties().minimum_len() == Some(0) && hir.properties().look_set().is_empty()
 }
 
 /// At most this many alternative literals stand for one regular expression in the prefilter.
@@ -1384,6 +1467,91 @@ mod tests {
             let needles = needles_of(pattern).unwrap_or_default();
             assert!(needles.iter().any(|n| lower.contains(n.as_str())), "{pattern}: {needles:?} in {lower}");
         }
+    }
+
+    /// What is compiled for an expression is cut at its ends to what decides whether a text
+    /// holds a match.
+    #[test]
+    fn expressions_are_cut_to_what_decides_a_match() {
+        let cut = |p: &str| for_is_match(parse_regex(p, [false; 3]).unwrap());
+        let same = |p: &str| parse_regex(p, [false; 3]).unwrap();
+        for (pattern, want) in [
+            (r"-k\s\w{1,64}(\s?(-p|-s))?", r"-k\s\w"),
+            (r".*foo.*", "foo"),
+            (r"(?:a|b.*)", "a|b"),
+            (r"x{2,5}y?", "x{2}"),
+            (r"(\w+)\.exe", r"\w\.exe"),
+            (r"a*", ""),
+            // What looks at the text around it stays, and what lies between it and the rest.
+            (r"^foo.*", "^foo"),
+            (r"foo\s*$", r"foo\s*$"),
+            (r"\bfoo\b.*", r"\bfoo\b"),
+            (r"(?m)^a+", "(?m)^a"),
+            // Within, nothing changes.
+            (r"a.*b", "a.*b"),
+            (r"a\w{1,64}b", r"a\w{1,64}b"),
+        ] {
+            assert_eq!(cut(pattern), same(want), "{pattern}");
+        }
+        // `\w{1,64}` at the end no longer costs 64 copies of its automaton.
+        assert!(hir_size_bound(&cut(r"-k\s\w{1,64}(\s?(-p|-s))?")) < 10_000);
+        // A repetition that must be long stays long, so it is still too large.
+        assert!(LazyRegex::new(r"\w{200}\w{200}", false, false, false).is_err());
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+        /// The cut expression matches some part of a text exactly when the whole one does.
+        #[test]
+        fn cut_expressions_match_the_texts_the_whole_ones_match(
+            pattern in regex_pattern(),
+            texts in proptest::collection::vec("[ab\\- \n.é]{0,12}", 8),
+            flags in proptest::array::uniform3(proptest::bool::ANY),
+        ) {
+            let [i, m, s] = flags;
+            let whole = regex::RegexBuilder::new(&pattern)
+                .case_insensitive(i).multi_line(m).dot_matches_new_line(s).build().unwrap();
+            let cut = LazyRegex::new(&pattern, i, m, s).unwrap();
+            for text in &texts {
+                proptest::prop_assert_eq!(whole.is_match(text), cut.is_match(text), "{} on {:?}", pattern, text);
+            }
+        }
+    }
+
+    /// Small expressions over the texts' alphabet: literals, classes, anchors and word
+    /// boundaries, joined, alternated, grouped and repeated.
+    fn regex_pattern() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just("a".to_owned()),
+            Just("b".to_owned()),
+            Just("-".to_owned()),
+            Just("é".to_owned()),
+            Just(r"\w".to_owned()),
+            Just(r"\s".to_owned()),
+            Just(".".to_owned()),
+            Just("[^a]".to_owned()),
+            Just("^".to_owned()),
+            Just("$".to_owned()),
+            Just(r"\b".to_owned()),
+            Just(r"\B".to_owned()),
+        ];
+        leaf.prop_recursive(4, 24, 4, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 1..4).prop_map(|v| v.concat()),
+                proptest::collection::vec(inner.clone(), 2..4).prop_map(|v| format!("(?:{})", v.join("|"))),
+                inner.clone().prop_map(|p| format!("({p})")),
+                (inner, 0u32..3, 0u32..3, prop_oneof![Just("?"), Just("*"), Just("+"), Just("")], proptest::bool::ANY)
+                    .prop_map(|(p, lo, extra, op, lazy)| {
+                        let lazy = if lazy && !op.is_empty() { "?" } else { "" };
+                        if op.is_empty() {
+                            format!("(?:{p}){{{lo},{}}}", lo + extra)
+                        } else {
+                            format!("(?:{p}){op}{lazy}")
+                        }
+                    }),
+            ]
+        })
     }
 
     #[test]
