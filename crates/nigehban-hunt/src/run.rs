@@ -23,6 +23,15 @@ pub const EVTX_CHUNKS_PER_UNIT: u64 = 16;
 /// Detections a thread gathers before it passes them on to the store.
 const FLUSH_DETECTIONS: usize = 256;
 
+/// Events are read this many at a time and then detected in turn, rather than each detected
+/// as soon as it is read, so that reading and detection each run a little longer with their
+/// code in the instruction cache, which alternating at every event evicts. Simulated by
+/// cachegrind over the shared EVTX corpus with all SigmaHQ rules: a quarter fewer
+/// instruction cache misses per copy, parsing alone no worse; timed, the gain is within
+/// the noise (BENCHMARKS.md). Larger batches keep more events' memory alive at once and cost
+/// the allocator more: 16 at a time, 1.5% more instructions.
+const BATCH: usize = 4;
+
 /// Counts of a batch of items, added to the shared ones at its end.
 #[derive(Default)]
 struct Tally {
@@ -115,8 +124,13 @@ impl Shared<'_> {
     fn process(&self, items: impl Iterator<Item = Item>, source: &Arc<str>, local: &mut Findings) -> u64 {
         let mut tally = Tally::default();
         let mut events = 0;
+        let mut batch = Vec::with_capacity(BATCH);
         for item in items {
-            self.process_one(item, source, local, &mut tally);
+            batch.push(item);
+            if batch.len() < BATCH {
+                continue;
+            }
+            self.process_batch(&mut batch, source, local, &mut tally);
             // A long text file shows progress as it is read.
             if tally.events >= 4096 {
                 self.add(&tally);
@@ -124,8 +138,16 @@ impl Shared<'_> {
                 tally = Tally::default();
             }
         }
+        self.process_batch(&mut batch, source, local, &mut tally);
         self.add(&tally);
         events + tally.events
+    }
+
+    /// Runs the detector over the items read so far, in order (see [`BATCH`]).
+    fn process_batch(&self, batch: &mut Vec<Item>, source: &Arc<str>, local: &mut Findings, tally: &mut Tally) {
+        for item in batch.drain(..) {
+            self.process_one(item, source, local, tally);
+        }
     }
 
     /// Runs the detector over one reader item, counting into `tally`; passes the findings on
@@ -264,6 +286,7 @@ impl Shared<'_> {
             return;
         }
         let mut events = 0;
+        let mut batch = Vec::with_capacity(BATCH);
         for i in 0..chunks {
             let offset = start + i * evtx::CHUNK_SIZE as u64;
             let mut data = vec![0u8; evtx::CHUNK_SIZE];
@@ -286,8 +309,12 @@ impl Shared<'_> {
             }
             let mut tally = Tally::default();
             evtx::for_each_in_chunk(evtx::RawChunk { data, offset }, &source, |item| {
-                self.process_one(item, &name, local, &mut tally);
+                batch.push(item);
+                if batch.len() >= BATCH {
+                    self.process_batch(&mut batch, &name, local, &mut tally);
+                }
             });
+            self.process_batch(&mut batch, &name, local, &mut tally);
             self.add(&tally);
             events += tally.events;
         }
