@@ -701,12 +701,11 @@ fn trim_ends(hir: Hir, start: bool, end: bool) -> Hir {
             if items.len() == 1 {
                 return items.pop().map_or_else(Hir::empty, |h| trim_ends(h, start, end));
             }
-            if let Some(last) = items.pop() {
-                items.push(trim_ends(last, false, end));
+            if let Some(last) = items.last_mut() {
+                *last = trim_ends(std::mem::replace(last, Hir::empty()), false, end);
             }
-            if !items.is_empty() {
-                let first = items.remove(0);
-                items.insert(0, trim_ends(first, start, false));
+            if let Some(first) = items.first_mut() {
+                *first = trim_ends(std::mem::replace(first, Hir::empty()), start, false);
             }
             Hir::concat(items)
         }
@@ -1522,20 +1521,9 @@ mod tests {
     /// boundaries, joined, alternated, grouped and repeated.
     fn regex_pattern() -> impl proptest::strategy::Strategy<Value = String> {
         use proptest::prelude::*;
-        let leaf = prop_oneof![
-            Just("a".to_owned()),
-            Just("b".to_owned()),
-            Just("-".to_owned()),
-            Just("é".to_owned()),
-            Just(r"\w".to_owned()),
-            Just(r"\s".to_owned()),
-            Just(".".to_owned()),
-            Just("[^a]".to_owned()),
-            Just("^".to_owned()),
-            Just("$".to_owned()),
-            Just(r"\b".to_owned()),
-            Just(r"\B".to_owned()),
-        ];
+        let leaf =
+            proptest::sample::select(&["a", "b", "-", "é", r"\w", r"\s", ".", "[^a]", "^", "$", r"\b", r"\B"][..])
+                .prop_map(str::to_owned);
         leaf.prop_recursive(4, 24, 4, |inner| {
             prop_oneof![
                 proptest::collection::vec(inner.clone(), 1..4).prop_map(|v| v.concat()),
