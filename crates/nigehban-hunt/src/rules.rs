@@ -1,5 +1,7 @@
 //! Loading Sigma rules from files and folders.
 
+use std::fs::File;
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 use nigehban_sigma::ruleset::{Prepared, prepare};
@@ -42,6 +44,37 @@ fn tree_order(path: &Path) -> Vec<u8> {
     key
 }
 
+thread_local! {
+    /// A loading thread's buffer for the text of one rule file after another.
+    static TEXT: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The text of the file at `path`, read into `buf` (kept from one file to the next).
+/// Unlike `fs::read_to_string` it asks neither for the file's size (a system call per file,
+/// and rule files are small) nor for a new buffer per file.
+fn read_text<'b>(path: &Path, buf: &'b mut Vec<u8>) -> io::Result<&'b str> {
+    let mut file = File::open(path)?;
+    let mut len = 0;
+    loop {
+        if len == buf.len() {
+            buf.resize((buf.len() * 2).max(READ_CHUNK), 0);
+        }
+        match file.read(&mut buf[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let bytes = &buf[..len];
+    std::str::from_utf8(bytes).map_err(|e| {
+        io::Error::new(io::ErrorKind::InvalidData, format!("not UTF-8 text (byte {} is not)", e.valid_up_to()))
+    })
+}
+
+/// The first size of a loading thread's buffer: larger than nearly every rule file.
+const READ_CHUNK: usize = 64 << 10;
+
 /// Reads every `.yml`/`.yaml` file under `paths` (recursively). Files are parsed and compiled
 /// in parallel and added in path order, so rule ids are the same on every run.
 pub fn load(paths: &[PathBuf]) -> LoadedRules {
@@ -83,12 +116,15 @@ pub fn load_with(paths: &[PathBuf], first: Vec<Prepared>) -> LoadedRules {
     let prepared: Vec<Result<Prepared, (PathBuf, String)>> = files
         .par_iter()
         .with_max_len(1)
-        .map(|(path, name)| match std::fs::read_to_string(path) {
-            Ok(text) => Ok(prepare(name, &text)),
-            Err(e) => Err((path.clone(), e.to_string())),
+        .map(|(path, name)| {
+            TEXT.with_borrow_mut(|buf| match read_text(path, buf) {
+                Ok(text) => Ok(prepare(name, text)),
+                Err(e) => Err((path.clone(), e.to_string())),
+            })
         })
         .collect();
     let mut builder = RuleSetBuilder::new();
+    builder.reserve_for(first.iter().chain(prepared.iter().flatten()));
     for p in first {
         builder.add_prepared(p);
     }
@@ -104,6 +140,31 @@ pub fn load_with(paths: &[PathBuf], first: Vec<Prepared>) -> LoadedRules {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A rule file is read whole whatever its size against the buffer's, and a file that is
+    /// not UTF-8 is refused with where it stops being so; the buffer carries nothing of one
+    /// file into the next.
+    #[test]
+    fn rule_files_read_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut buf = Vec::new();
+        let long: String = (0..READ_CHUNK * 3 + 17).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
+        let path = dir.path().join("long.yml");
+        std::fs::write(&path, &long).unwrap();
+        assert_eq!(read_text(&path, &mut buf).unwrap(), long);
+        let path = dir.path().join("short.yml");
+        std::fs::write(&path, "title: t\n").unwrap();
+        assert_eq!(read_text(&path, &mut buf).unwrap(), "title: t\n");
+        let path = dir.path().join("empty.yml");
+        std::fs::write(&path, "").unwrap();
+        assert_eq!(read_text(&path, &mut buf).unwrap(), "");
+        let path = dir.path().join("latin1.yml");
+        std::fs::write(&path, b"title: caf\xe9\n").unwrap();
+        let err = read_text(&path, &mut buf).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        assert!(err.to_string().contains("byte 10"), "{err}");
+        assert!(read_text(&dir.path().join("missing.yml"), &mut buf).is_err());
+    }
 
     /// Rule files are taken in the order of a walk of the tree with each folder's entries
     /// sorted by name (which fixes the rules' ids), whatever order the folders list them in.
