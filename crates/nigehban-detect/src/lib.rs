@@ -165,54 +165,102 @@ impl Detection {
         })
     }
 
+    /// [`Detection::with_keys`] written into `self`, whose strings and lists are reused rather
+    /// than allocated anew (a detector that reports many matches fills detections given back
+    /// by [`Findings::recycle`]).
+    pub fn fill_with_keys(&mut self, rule: Arc<RuleInfo>, keys: &[FieldKey], event: &Event, source: Arc<str>) {
+        self.fill(rule, event, source, |i, name| match keys.get(i) {
+            Some(key) => event.lookup(key),
+            None => event.get(name),
+        })
+    }
+
     fn build<'e>(
         rule: Arc<RuleInfo>,
         event: &'e Event,
         source: Arc<str>,
-        mut lookup: impl FnMut(usize, &str) -> Option<&'e Value>,
+        lookup: impl FnMut(usize, &str) -> Option<&'e Value>,
     ) -> Detection {
-        let mut fields = Vec::with_capacity(rule.key_fields.len());
-        for (i, name) in rule.key_fields.iter().enumerate() {
-            let text = match lookup(i, name) {
-                None | Some(Value::Null) => continue,
-                // Text is copied only as far as it is kept (a script block may be megabytes).
-                Some(Value::Str(t)) => truncated(t.as_str(), MAX_FIELD_BYTES),
-                Some(v) => {
-                    let mut text = v.to_string();
-                    truncate(&mut text, MAX_FIELD_BYTES);
-                    text
-                }
-            };
-            fields.push((name.clone(), text));
-        }
-        Detection {
-            host: event.host().map(|h| h.into_owned()),
-            timestamp: event.timestamp,
+        let mut d = Detection {
+            fields: Vec::with_capacity(rule.key_fields.len()),
+            rule: rule.clone(),
+            source: source.clone(),
+            host: None,
+            timestamp: None,
             position: event.position,
-            source,
-            rule,
-            fields,
             counted: Vec::new(),
+        };
+        d.fill(rule, event, source, lookup);
+        d
+    }
+
+    /// Writes over every part of `self` with the detection of `rule` on `event`, keeping the
+    /// memory of its strings and of its list of fields.
+    fn fill<'e>(
+        &mut self,
+        rule: Arc<RuleInfo>,
+        event: &'e Event,
+        source: Arc<str>,
+        mut lookup: impl FnMut(usize, &str) -> Option<&'e Value>,
+    ) {
+        let mut n = 0;
+        for (i, name) in rule.key_fields.iter().enumerate() {
+            let value = match lookup(i, name) {
+                None | Some(Value::Null) => continue,
+                Some(v) => v,
+            };
+            if n == self.fields.len() {
+                self.fields.push((String::new(), String::new()));
+            }
+            let Some((key, text)) = self.fields.get_mut(n) else { continue };
+            key.clear();
+            key.push_str(name);
+            text.clear();
+            match value {
+                // Text is copied only as far as it is kept (a script block may be megabytes).
+                Value::Str(t) => push_truncated(text, t.as_str(), MAX_FIELD_BYTES),
+                v => {
+                    use std::fmt::Write;
+                    let _ = write!(text, "{v}");
+                    truncate(text, MAX_FIELD_BYTES);
+                }
+            }
+            n += 1;
         }
+        self.fields.truncate(n);
+        match event.host() {
+            Some(h) => {
+                let host = self.host.get_or_insert_with(String::new);
+                host.clear();
+                host.push_str(&h);
+            }
+            None => self.host = None,
+        }
+        self.timestamp = event.timestamp;
+        self.position = event.position;
+        self.source = source;
+        self.rule = rule;
+        self.counted.clear();
     }
 }
 
 /// A key field's value is kept up to this many bytes, then `…`.
 const MAX_FIELD_BYTES: usize = 512;
 
-/// `s` up to `max` bytes (at a character boundary), then `…` if anything was cut.
-fn truncated(s: &str, max: usize) -> String {
+/// Appends `s` to `out` up to `max` bytes (at a character boundary), then `…` if anything
+/// was cut.
+fn push_truncated(out: &mut String, s: &str, max: usize) {
     if s.len() <= max {
-        return s.to_owned();
+        out.push_str(s);
+        return;
     }
     let mut end = max;
     while !s.is_char_boundary(end) {
         end -= 1;
     }
-    let mut out = String::with_capacity(end + '…'.len_utf8());
+    out.reserve(end + '…'.len_utf8());
     out.push_str(&s[..end]);
     out.push('…');
-    out
 }
 
 fn truncate(s: &mut String, max: usize) {
@@ -241,11 +289,37 @@ pub struct Observation {
 pub struct Findings {
     pub detections: Vec<Detection>,
     pub observations: Vec<Observation>,
+    /// Detections already passed on, kept by [`Findings::recycle`] so that the next ones
+    /// ([`Findings::push_with_keys`]) reuse their memory. A caller that makes a `Findings`
+    /// for each piece of work may carry this from one to the next.
+    pub spare: Vec<Detection>,
 }
+
+/// Detections a [`Findings`] keeps for reuse.
+const MAX_SPARE: usize = 256;
 
 impl Findings {
     pub fn is_empty(&self) -> bool {
         self.detections.is_empty() && self.observations.is_empty()
+    }
+
+    /// Adds [`Detection::with_keys`], written into a spare detection when there is one.
+    pub fn push_with_keys(&mut self, rule: Arc<RuleInfo>, keys: &[FieldKey], event: &Event, source: Arc<str>) {
+        match self.spare.pop() {
+            Some(mut d) => {
+                d.fill_with_keys(rule, keys, event, source);
+                self.detections.push(d);
+            }
+            None => self.detections.push(Detection::with_keys(rule, keys, event, source)),
+        }
+    }
+
+    /// Empties `detections`, which the caller has passed on (by reference), keeping up to
+    /// [`MAX_SPARE`] of them for [`Findings::push_with_keys`] to fill again.
+    pub fn recycle(&mut self) {
+        let keep = self.detections.len().min(MAX_SPARE.saturating_sub(self.spare.len()));
+        self.spare.extend(self.detections.drain(..keep));
+        self.detections.clear();
     }
 
     pub fn append(&mut self, other: &mut Findings) {
@@ -459,5 +533,67 @@ mod tests {
         let kept: Vec<(&str, &str)> = d.fields.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let cut = format!("{}…", &long[..511]);
         assert_eq!(kept, [("EventID", "4104"), ("ScriptBlockText", cut.as_str()), ("Short", "é")]);
+    }
+
+    /// A detection filled again after [`Findings::recycle`] is the one [`Detection::with_keys`]
+    /// makes, whatever the detection it reuses held: more or fewer key fields, longer values,
+    /// a host or none, another rule, source and time.
+    #[test]
+    fn recycled_detections_are_the_fresh_ones() {
+        let rule = |id: &str, fields: &[&str]| {
+            Arc::new(RuleInfo {
+                engine: Engine::Sigma,
+                id: id.into(),
+                title: id.to_uppercase(),
+                level: Level::High,
+                tags: Vec::new(),
+                path: format!("{id}.yml"),
+                key_fields: fields.iter().map(|f| f.to_string()).collect(),
+            })
+        };
+        let rules = [
+            rule("wide", &["EventID", "CommandLine", "Image", "User", "Computer"]),
+            rule("narrow", &["Image"]),
+            rule("none", &["Missing"]),
+            rule("long", &["CommandLine", "EventID"]),
+        ];
+        let keys: Vec<Vec<FieldKey>> =
+            rules.iter().map(|r| r.key_fields.iter().map(|f| FieldKey::new(f)).collect()).collect();
+        let mut events = Vec::new();
+        for (i, (host, command)) in
+            [(Some("ws1"), "cmd /c whoami"), (None, "x"), (Some("dc01.example.org"), &*"é".repeat(400)), (None, "y")]
+                .into_iter()
+                .enumerate()
+        {
+            let mut e = Event::new(Source::file("t"), Position::Line(i as u64 + 1), Product::Windows, "test");
+            e.set("EventID", Value::Int(4688 + i as i64));
+            e.set("CommandLine", Value::str(command));
+            e.set("Image", Value::str(format!("C:\\bin\\{i}.exe")));
+            if let Some(h) = host {
+                e.set("Computer", Value::str(h));
+            }
+            e.timestamp = jiff::Timestamp::from_second(1_700_000_000 + i as i64).ok();
+            events.push(e);
+        }
+        let sources: [Arc<str>; 2] = ["a.evtx".into(), "b.evtx".into()];
+        let mut findings = Findings::default();
+        let mut expected = Vec::new();
+        for round in 0..3 {
+            for (r, (rule, keys)) in rules.iter().zip(&keys).enumerate() {
+                for (e, event) in events.iter().enumerate() {
+                    let source = sources[(r + e + round) % 2].clone();
+                    findings.push_with_keys(rule.clone(), keys, event, source.clone());
+                    expected.push(Detection::with_keys(rule.clone(), keys, event, source));
+                }
+            }
+            let got: Vec<String> = findings.detections.iter().map(|d| format!("{d:?}")).collect();
+            let want: Vec<String> = expected.drain(..).map(|d| format!("{d:?}")).collect();
+            assert_eq!(got, want, "round {round}");
+            findings.recycle();
+            assert!(findings.detections.is_empty());
+            assert_eq!(findings.spare.len(), rules.len() * events.len());
+            // The spare ones are taken last first, so each is filled with another rule's
+            // detection on another event than it held.
+        }
     }
 }

@@ -239,7 +239,7 @@ impl Detector for SigmaDetector {
             if self.standalone[i] && self.reportable(self.info[i].level) {
                 let info = &self.info[i];
                 let keys = self.keys[i].get_or_init(|| info.key_fields.iter().map(|f| FieldKey::new(f)).collect());
-                out.detections.push(Detection::with_keys(info.clone(), keys, event, source.clone()));
+                out.push_with_keys(info.clone(), keys, event, source.clone());
             }
         }
         if !observed.is_empty() {

@@ -88,6 +88,9 @@ struct Shared<'a> {
     diagnostics: Mutex<(Vec<Diagnostic>, u64)>,
     per_format: Mutex<Vec<(Format, u64)>>,
     filtered: AtomicU64,
+    /// Detections passed on to the store, kept for reuse by the units that come next (one
+    /// list per unit running at once; see [`Findings::recycle`]).
+    spares: Mutex<Vec<Vec<nigehban_detect::Detection>>>,
 }
 
 impl Shared<'_> {
@@ -190,14 +193,16 @@ impl Shared<'_> {
         if !local.detections.is_empty()
             && let Ok(mut store) = self.store.lock()
         {
-            for d in local.detections.drain(..) {
-                if let Err(e) = store.push(&d)
+            for d in &local.detections {
+                if let Err(e) = store.push(d)
                     && let Ok(mut slot) = self.store_error.lock()
                 {
                     slot.get_or_insert(e);
                 }
             }
         }
+        // Outside the store's lock: what is not kept for reuse is freed here.
+        local.recycle();
         if !local.observations.is_empty()
             && let Ok(mut g) = self.observations.lock()
         {
@@ -206,7 +211,9 @@ impl Shared<'_> {
     }
 
     fn run_unit(&self, unit: &Unit) {
-        let mut local = Findings::default();
+        // The spare detections of a unit done before, whose memory this unit's detections reuse.
+        let spare = self.spares.lock().ok().and_then(|mut s| s.pop()).unwrap_or_default();
+        let mut local = Findings { spare, ..Findings::default() };
         match *unit {
             Unit::Text(file) => {
                 if let Some(input) = self.inputs.get(file as usize) {
@@ -220,6 +227,11 @@ impl Shared<'_> {
             }
         }
         self.flush(&mut local);
+        if !local.spare.is_empty()
+            && let Ok(mut spares) = self.spares.lock()
+        {
+            spares.push(local.spare);
+        }
     }
 
     fn run_text(&self, input: InputRef<'_>, local: &mut Findings) {
@@ -439,6 +451,7 @@ pub fn hunt(
         diagnostics: Mutex::new((Vec::new(), 0)),
         per_format: Mutex::new(Vec::new()),
         filtered: AtomicU64::new(0),
+        spares: Mutex::new(Vec::new()),
     };
     // One unit per task: units differ a lot in cost, and rayon would otherwise leave long runs
     // of them unsplit on one thread while the other sits idle.
