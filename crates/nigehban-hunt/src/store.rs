@@ -467,9 +467,13 @@ impl Merge<'_> {
     /// overlap, each file's written in stretches: read in timeline order through a cache of
     /// blocks, a hunt over more such files than the cache held read a whole block for almost
     /// every record.
+    ///
+    /// `raw` keeps its length from one window to the next (a window's bytes are the first
+    /// ones, as far as its spans reach), so that it is zeroed only where it grows rather than
+    /// all over again before every window is read into it.
     fn read_window(&mut self) -> io::Result<()> {
         let window = &self.window;
-        self.raw.clear();
+        let mut used = 0;
         self.spans.clear();
         self.spans.resize(window.len(), 0..0);
         self.by_offset.clear();
@@ -490,9 +494,12 @@ impl Merge<'_> {
                 end = end.max(k_end);
                 j += 1;
             }
-            let base = self.raw.len();
-            self.raw.resize(base + (end - start) as usize, 0);
-            read_at(self.file, start, &mut self.raw[base..])?;
+            let (base, n) = (used, (end - start) as usize);
+            used += n;
+            if self.raw.len() < used {
+                self.raw.resize(used, 0);
+            }
+            read_at(self.file, start, &mut self.raw[base..used])?;
             for &at in &self.by_offset[i..j] {
                 let k = &window[at as usize];
                 let from = base + (k.offset - start) as usize;
