@@ -80,10 +80,7 @@ pub fn write_detections(out: &mut dyn Write, format: OutputFormat, store: Detect
             })?;
             out.write_all(if first { b"]\n" } else { b"\n]\n" })
         }
-        OutputFormat::Jsonl => store.for_each_sorted(|raw| {
-            out.write_all(raw)?;
-            out.write_all(b"\n")
-        }),
+        OutputFormat::Jsonl => store.write_lines(out),
         OutputFormat::Csv => {
             let mut w = csv::Writer::from_writer(out);
             w.write_record([

@@ -339,7 +339,29 @@ impl DetectionStore {
 
     /// Reads the detections back in timeline order (time, none last; source; position; rule
     /// id), as JSON records.
-    pub fn for_each_sorted(mut self, mut f: impl FnMut(&[u8]) -> io::Result<()>) -> io::Result<()> {
+    pub fn for_each_sorted(self, mut f: impl FnMut(&[u8]) -> io::Result<()>) -> io::Result<()> {
+        self.rendered(None, |Rendered { out, ends }| {
+            let mut start = 0;
+            for end in ends {
+                if end > start {
+                    f(&out[start..end])?;
+                }
+                start = end;
+            }
+            Ok(())
+        })
+    }
+
+    /// Writes the detections to `out` in the order of [`DetectionStore::for_each_sorted`], as
+    /// JSON lines: each record followed by a line break, written a rendered part (a thousand
+    /// records or so) at a time rather than record by record.
+    pub fn write_lines(self, out: &mut dyn Write) -> io::Result<()> {
+        self.rendered(Some(b'\n'), |part| out.write_all(&part.out))
+    }
+
+    /// Merges, reads and renders the records in timeline order, each followed by `terminator`
+    /// if there is one, and hands `each` the rendered parts in order.
+    fn rendered(mut self, terminator: Option<u8>, mut each: impl FnMut(Rendered) -> io::Result<()>) -> io::Result<()> {
         self.file.flush()?;
         // Sort by the ranks of the source names and rule ids, which order as the strings do.
         let source_rank = ranks(&self.sources, |s| &**s);
@@ -379,9 +401,10 @@ impl DetectionStore {
             raw: Vec::new(),
             spans: Vec::new(),
             by_offset: Vec::with_capacity(RENDER_WINDOW),
+            terminator,
         };
         // A second thread merges, reads and renders the next window while this one hands the
-        // previous one to `f`.
+        // previous one on.
         std::thread::scope(|scope| {
             let (tx, rx) = std::sync::mpsc::sync_channel::<io::Result<Vec<Rendered>>>(1);
             scope.spawn(move || {
@@ -395,14 +418,8 @@ impl DetectionStore {
                 }
             });
             for parts in rx {
-                for Rendered { out, ends } in parts? {
-                    let mut start = 0;
-                    for end in ends {
-                        if end > start {
-                            f(&out[start..end])?;
-                        }
-                        start = end;
-                    }
+                for part in parts? {
+                    each(part)?;
                 }
             }
             Ok(())
@@ -427,6 +444,8 @@ struct Merge<'a> {
     spans: Vec<std::ops::Range<usize>>,
     /// The window's positions in the order of their records' offsets.
     by_offset: Vec<u32>,
+    /// A byte written after each record (a line break for JSON lines).
+    terminator: Option<u8>,
 }
 
 impl Merge<'_> {
@@ -444,7 +463,7 @@ impl Merge<'_> {
             }
         }
         self.read_window()?;
-        let (raw, rules, sources) = (&self.raw, self.rules, self.sources);
+        let (raw, rules, sources, terminator) = (&self.raw, self.rules, self.sources, self.terminator);
         self.window
             .par_chunks(RENDER_CHUNK)
             .zip(self.spans.par_chunks(RENDER_CHUNK))
@@ -454,7 +473,13 @@ impl Merge<'_> {
                 let mut ends = Vec::with_capacity(keys.len());
                 let mut time = TimeText::default();
                 for (k, span) in keys.iter().zip(spans) {
+                    let start = out.len();
                     render(k, &raw[span.clone()], rules, sources, &mut time, &mut out)?;
+                    if let Some(t) = terminator
+                        && out.len() > start
+                    {
+                        out.push(t);
+                    }
                     ends.push(out.len());
                 }
                 Ok(Rendered { out, ends })
@@ -840,6 +865,35 @@ mod tests {
             fields: vec![("EventID".into(), "4688".into()), ("CommandLine".into(), "x \"y\" é".into())],
             counted: Vec::new(),
         }
+    }
+
+    /// JSON lines written a rendered part at a time are the records one by one, each
+    /// followed by a line break, over several windows and runs.
+    #[test]
+    fn lines_are_the_records_one_by_one() {
+        let (r, q) = (rule("r"), rule("q"));
+        let fill = || {
+            let mut store = DetectionStore::with_runs_of(1000).unwrap();
+            for i in 0..(RENDER_WINDOW as u64 * 2 + 77) {
+                let rule = if i % 3 == 0 { &q } else { &r };
+                let host = format!("h{}", i % 11);
+                let t = (i % 4 != 0).then_some((i % 97) as i64);
+                store.push(&detection(rule, &format!("s{}", i % 5), t, i, Some(&host))).unwrap();
+            }
+            store
+        };
+        let mut expected = Vec::new();
+        fill()
+            .for_each_sorted(|raw| {
+                expected.extend_from_slice(raw);
+                expected.push(b'\n');
+                Ok(())
+            })
+            .unwrap();
+        let mut lines = Vec::new();
+        fill().write_lines(&mut lines).unwrap();
+        assert_eq!(lines.iter().filter(|&&b| b == b'\n').count(), RENDER_WINDOW * 2 + 77);
+        assert!(lines == expected, "the lines differ from the records");
     }
 
     /// The store's timeline, one JSON record per item.
