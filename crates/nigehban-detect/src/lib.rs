@@ -169,65 +169,10 @@ impl Detection {
     /// than allocated anew (a detector that reports many matches fills detections given back
     /// by [`Findings::recycle`]).
     pub fn fill_with_keys(&mut self, rule: Arc<RuleInfo>, keys: &[FieldKey], event: &Event, source: Arc<str>) {
-        self.fill(rule, event, source, |i, name| match keys.get(i) {
+        fill_fields(&mut self.fields, &rule.key_fields, |i, name| match keys.get(i) {
             Some(key) => event.lookup(key),
             None => event.get(name),
-        })
-    }
-
-    fn build<'e>(
-        rule: Arc<RuleInfo>,
-        event: &'e Event,
-        source: Arc<str>,
-        lookup: impl FnMut(usize, &str) -> Option<&'e Value>,
-    ) -> Detection {
-        let mut d = Detection {
-            fields: Vec::with_capacity(rule.key_fields.len()),
-            rule: rule.clone(),
-            source: source.clone(),
-            host: None,
-            timestamp: None,
-            position: event.position,
-            counted: Vec::new(),
-        };
-        d.fill(rule, event, source, lookup);
-        d
-    }
-
-    /// Writes over every part of `self` with the detection of `rule` on `event`, keeping the
-    /// memory of its strings and of its list of fields.
-    fn fill<'e>(
-        &mut self,
-        rule: Arc<RuleInfo>,
-        event: &'e Event,
-        source: Arc<str>,
-        mut lookup: impl FnMut(usize, &str) -> Option<&'e Value>,
-    ) {
-        let mut n = 0;
-        for (i, name) in rule.key_fields.iter().enumerate() {
-            let value = match lookup(i, name) {
-                None | Some(Value::Null) => continue,
-                Some(v) => v,
-            };
-            if n == self.fields.len() {
-                self.fields.push((String::new(), String::new()));
-            }
-            let Some((key, text)) = self.fields.get_mut(n) else { continue };
-            key.clear();
-            key.push_str(name);
-            text.clear();
-            match value {
-                // Text is copied only as far as it is kept (a script block may be megabytes).
-                Value::Str(t) => push_truncated(text, t.as_str(), MAX_FIELD_BYTES),
-                v => {
-                    use std::fmt::Write;
-                    let _ = write!(text, "{v}");
-                    truncate(text, MAX_FIELD_BYTES);
-                }
-            }
-            n += 1;
-        }
-        self.fields.truncate(n);
+        });
         match event.host() {
             Some(h) => {
                 let host = self.host.get_or_insert_with(String::new);
@@ -241,6 +186,70 @@ impl Detection {
         self.source = source;
         self.rule = rule;
         self.counted.clear();
+    }
+
+    fn build<'e>(
+        rule: Arc<RuleInfo>,
+        event: &'e Event,
+        source: Arc<str>,
+        lookup: impl FnMut(usize, &str) -> Option<&'e Value>,
+    ) -> Detection {
+        let mut fields = Vec::with_capacity(rule.key_fields.len());
+        fill_fields(&mut fields, &rule.key_fields, lookup);
+        Detection {
+            host: event.host().map(|h| h.into_owned()),
+            timestamp: event.timestamp,
+            position: event.position,
+            source,
+            rule,
+            fields,
+            counted: Vec::new(),
+        }
+    }
+}
+
+/// Writes into `fields` the key fields the event has (`lookup` finds `names[i]`), as (name,
+/// value) pairs in the order of `names`, reusing the strings already there; those left over
+/// are dropped.
+fn fill_fields<'e>(
+    fields: &mut Vec<(String, String)>,
+    names: &[String],
+    mut lookup: impl FnMut(usize, &str) -> Option<&'e Value>,
+) {
+    let mut n = 0;
+    for (i, name) in names.iter().enumerate() {
+        let value = match lookup(i, name) {
+            None | Some(Value::Null) => continue,
+            Some(v) => v,
+        };
+        match fields.get_mut(n) {
+            Some((key, text)) => {
+                key.clear();
+                key.push_str(name);
+                text.clear();
+                push_value(text, value);
+            }
+            None => {
+                let mut text = String::new();
+                push_value(&mut text, value);
+                fields.push((name.clone(), text));
+            }
+        }
+        n += 1;
+    }
+    fields.truncate(n);
+}
+
+/// Appends a key field's value as kept: text up to [`MAX_FIELD_BYTES`] (copied only as far
+/// as it is kept: a script block may be megabytes), other values as printed, cut alike.
+fn push_value(text: &mut String, value: &Value) {
+    match value {
+        Value::Str(t) => push_truncated(text, t.as_str(), MAX_FIELD_BYTES),
+        v => {
+            use std::fmt::Write;
+            let _ = write!(text, "{v}");
+            truncate(text, MAX_FIELD_BYTES);
+        }
     }
 }
 
