@@ -21,6 +21,8 @@ use nigehban_sigma::Level;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use crate::output::{SmallWrites, WRITE_PIECE};
+
 /// One detection as written out (JSON and JSON lines formats use it as is).
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Record {
@@ -158,7 +160,7 @@ pub struct Tally {
 
 /// The detections of one run, in a temporary file.
 pub struct DetectionStore {
-    file: BufWriter<File>,
+    file: BufWriter<SmallWrites<File>>,
     path: PathBuf,
     written: u64,
     /// The keys of the run being gathered.
@@ -207,7 +209,7 @@ impl DetectionStore {
             match File::options().read(true).write(true).create_new(true).open(&path) {
                 Ok(file) => {
                     return Ok(DetectionStore {
-                        file: BufWriter::with_capacity(1 << 20, file),
+                        file: BufWriter::with_capacity(WRITE_PIECE, SmallWrites(file)),
                         path,
                         written: 0,
                         keys: Vec::with_capacity(run_keys.clamp(1, RUN_KEYS)),
@@ -394,7 +396,7 @@ impl DetectionStore {
             heap,
             readers,
             order: &order,
-            file: self.file.get_mut(),
+            file: self.file.get_mut().get_mut(),
             rules: &rules,
             sources: &sources,
             window: Vec::with_capacity(RENDER_WINDOW),

@@ -226,13 +226,13 @@ pub fn run(args: HuntArgs) -> anyhow::Result<ExitCode> {
     match &args.output {
         Some(path) => {
             let file = std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
-            let mut w = std::io::BufWriter::with_capacity(256 << 10, file);
+            let mut w = std::io::BufWriter::with_capacity(output::WRITE_PIECE, output::SmallWrites(file));
             output::write_detections(&mut w, args.format, store)?;
             w.flush()?;
         }
         None => {
             let stdout = std::io::stdout();
-            let mut w = std::io::BufWriter::new(stdout.lock());
+            let mut w = std::io::BufWriter::with_capacity(output::WRITE_PIECE, output::SmallWrites(stdout.lock()));
             if let Err(e) = output::write_detections(&mut w, args.format, store).and_then(|_| w.flush())
                 && e.kind() != std::io::ErrorKind::BrokenPipe
             {
